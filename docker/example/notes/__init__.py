@@ -1,0 +1,1 @@
+"""Short notes: the one app of the example site."""

@@ -1,0 +1,1 @@
+"""An app that lives only on the database alias ``other``."""

@@ -1,0 +1,1 @@
+"""An app with two leaf migrations, the case ``makemigrations --merge`` resolves."""

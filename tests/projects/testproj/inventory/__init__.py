@@ -1,0 +1,1 @@
+"""Products and warehouses: a seed data migration, a slow migration, plain schema changes."""

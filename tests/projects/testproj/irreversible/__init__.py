@@ -1,0 +1,1 @@
+"""An app whose data migration cannot be unapplied."""

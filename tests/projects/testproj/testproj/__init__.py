@@ -1,0 +1,1 @@
+"""A small Django project whose migrations exercise the entrypoint in tests."""
