@@ -59,7 +59,7 @@ class ExecFailed(EntrypointError):
         self.exit_code = exit_code
 
 
-class Interrupted(EntrypointError):  # noqa: N818 - it is an event, not a fault
+class Interrupted(EntrypointError):
     """SIGTERM or SIGINT arrived before the exec; the exit code is 128 + the signal."""
 
     def __init__(self, signum: int, message: str | None = None) -> None:

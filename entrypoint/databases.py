@@ -1,0 +1,103 @@
+"""The databases a run acts on: aliases resolved against Django's settings, and how to reach them.
+
+Nothing here prints or logs a password: :attr:`Target.display` is ``vendor://user@host:port/name``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from entrypoint.errors import ConfigError
+from entrypoint.log import register_secret
+
+VENDORS_WITH_LOCK = ("postgresql", "sqlite", "mysql")
+
+# Keys of Django's psycopg connection parameters that are Python objects, not libpq settings.
+_NOT_LIBPQ = frozenset(
+    {"cursor_factory", "context", "prepare_threshold", "server_side_binding", "pool",
+     "isolation_level", "assume_role", "autocommit", "row_factory"}
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Target:
+    """One database alias to wait for, lock and migrate."""
+
+    alias: str
+    vendor: str
+    engine: str
+    name: str
+    display: str
+
+    @property
+    def settings_hint(self) -> str:
+        """Where the user fixes this database's connection settings."""
+        return f"settings.DATABASES[{self.alias!r}]"
+
+
+def resolve_targets(requested: tuple[str, ...]) -> list[Target]:
+    """Turn the configured aliases (or ``all``) into targets, in the configured order."""
+    from django.conf import settings
+    from django.db import connections
+
+    configured = list(settings.DATABASES)
+    aliases = configured if requested == ("all",) else list(requested)
+    unknown = [alias for alias in aliases if alias not in configured]
+    if unknown:
+        msg = (
+            f"ENTRYPOINT_DATABASES names unknown database alias {unknown[0]!r}; "
+            f"settings.DATABASES has {', '.join(configured) or 'nothing'}"
+        )
+        raise ConfigError(msg)
+    targets = []
+    for alias in aliases:
+        try:
+            connection = connections[alias]
+        except Exception as exc:  # ImproperlyConfigured, or a backend that does not import
+            msg = f"settings.DATABASES[{alias!r}] cannot be used: {first_line(exc)}"
+            raise ConfigError(msg) from exc
+        params = connection.settings_dict
+        register_secret(params.get("PASSWORD"))
+        targets.append(
+            Target(
+                alias=alias,
+                vendor=connection.vendor,
+                engine=str(params.get("ENGINE", "")),
+                name=str(params.get("NAME") or ""),
+                display=describe(connection.vendor, params),
+            )
+        )
+    return targets
+
+
+def describe(vendor: str, params: dict[str, Any]) -> str:
+    """A password-free description such as ``postgresql://app@db:5432/app``."""
+    if vendor == "sqlite":
+        return f"sqlite:///{params.get('NAME')}"
+    user = params.get("USER") or ""
+    host = params.get("HOST") or "localhost"
+    port = params.get("PORT") or ""
+    at = f"{user}@" if user else ""
+    colon = f":{port}" if port else ""
+    return f"{vendor}://{at}{host}{colon}/{params.get('NAME') or ''}"
+
+
+def postgres_params(alias: str) -> dict[str, Any]:
+    """libpq connection parameters of an alias, as Django itself would connect."""
+    from django.db import connections
+
+    params = connections[alias].get_connection_params()
+    libpq = {key: value for key, value in params.items() if key not in _NOT_LIBPQ}
+    options = params.get("options")
+    if options is not None:
+        libpq["options"] = options
+    return libpq
+
+
+def first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's text (database errors carry SQL below it)."""
+    for line in str(exc).splitlines():
+        if line.strip():
+            return line.strip()
+    return type(exc).__name__

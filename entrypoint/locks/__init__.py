@@ -1,0 +1,79 @@
+"""Migration locks, one module per backend behind the small interface of :mod:`.base`."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from entrypoint.databases import Target, postgres_params
+from entrypoint.errors import ConfigError
+from entrypoint.locks.base import Backend, Waiting, acquire
+from entrypoint.locks.postgres import PostgresLock, lock_key
+from entrypoint.locks.sqlite import FileLock
+
+__all__ = ["Backend", "NoLock", "Waiting", "acquire", "application_name", "lock_key", "make_lock"]
+
+SUPPORTED = ("postgresql", "sqlite")
+
+
+class NoLock:
+    """No lock: ``ENTRYPOINT_LOCK=off``, or a database only this process can see."""
+
+    def __init__(self, description: str) -> None:
+        self.description = description
+
+    def connect(self) -> None:
+        """Nothing to open."""
+
+    def try_acquire(self) -> bool:
+        """Always free."""
+        return True
+
+    def holder(self) -> str | None:
+        """Nobody."""
+        return None
+
+    def wait_for_release(self, seconds: float) -> None:
+        """Never called: the lock is always free."""
+
+    def release(self) -> None:
+        """Nothing to release."""
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+def application_name(run_id: str) -> str:
+    """The lock connection's ``application_name``: run, pid and host, at most 63 bytes."""
+    return f"django-entrypoint run={run_id} pid={os.getpid()} host={socket.gethostname()}"[:63]
+
+
+def check_supported(target: Target, mode: str) -> None:
+    """Refuse a backend without a lock unless the lock is turned off explicitly."""
+    if mode == "off" or target.vendor in SUPPORTED:
+        return
+    msg = (
+        f"database {target.alias!r} uses {target.engine}, which has no migration lock here; "
+        "use PostgreSQL or SQLite, or set ENTRYPOINT_LOCK=off if only one process migrates"
+    )
+    raise ConfigError(msg)
+
+
+def make_lock(
+    target: Target, *, mode: str, key_name: str | None, lock_url: str | None, run_id: str
+) -> Backend:
+    """The lock for one target, as configured."""
+    check_supported(target, mode)
+    if mode == "off":
+        return NoLock(target.display)
+    if target.vendor == "sqlite":
+        if not target.name or target.name == ":memory:" or "mode=memory" in target.name:
+            return NoLock(target.display)
+        return FileLock(target.name)
+    params = {"conninfo": lock_url} if lock_url else postgres_params(target.alias)
+    return PostgresLock(
+        params,
+        key_name=key_name or target.name,
+        application_name=application_name(run_id),
+        description=f"database {target.alias!r} ({target.display})",
+    )

@@ -1,0 +1,94 @@
+"""The interface every migration lock implements, and the waiting loop they share.
+
+A lock backend answers three questions: can I take the lock now (:meth:`Backend.try_acquire`,
+never blocking in the database), who holds it (:meth:`Backend.holder`), and how do I wait for
+its release (:meth:`Backend.wait_for_release`, which returns early when the holder signals the
+release, or after the given time as the fallback for a holder that died). The loop in
+:func:`acquire` adds the deadline, the jittered back-off and the periodic "still waiting" report.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from entrypoint.errors import LockTimeout
+
+FIRST_RETRY = 0.05
+MAX_RETRY = 1.0
+REPORT_EVERY = 5.0
+
+
+class Backend(Protocol):
+    """A migration lock on one database."""
+
+    description: str
+
+    def connect(self) -> None:
+        """Open whatever the lock needs (a dedicated connection, a lock file)."""
+
+    def try_acquire(self) -> bool:
+        """Take the lock if it is free; never wait for it."""
+
+    def holder(self) -> str | None:
+        """Describe who holds the lock, or None when that cannot be told."""
+
+    def wait_for_release(self, seconds: float) -> None:
+        """Return when the holder announced a release, or after ``seconds``."""
+
+    def release(self) -> None:
+        """Release the lock and tell waiters; never raises."""
+
+    def close(self) -> None:
+        """Close what :meth:`connect` opened; never raises."""
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A report while waiting: who holds the lock and for how long we have waited."""
+
+    holder: str | None
+    waited: float
+    changed: bool
+
+
+def acquire(
+    backend: Backend,
+    timeout: float,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    jitter: Callable[[float, float], float] = random.uniform,
+    on_wait: Callable[[Waiting], None] | None = None,
+    report_every: float = REPORT_EVERY,
+) -> float:
+    """Take the lock before ``timeout`` seconds pass; return the seconds waited.
+
+    Raises LockTimeout (exit 75) naming the last known holder.
+    """
+    start = clock()
+    deadline = start + timeout
+    delay = FIRST_RETRY
+    last_report = None
+    last_holder: str | None = None
+    while True:
+        if backend.try_acquire():
+            return clock() - start
+        now = clock()
+        if last_report is None or now - last_report >= report_every or now >= deadline:
+            holder = backend.holder()
+            changed = last_report is not None and holder != last_holder
+            last_report, last_holder = now, holder
+            if on_wait is not None:
+                on_wait(Waiting(holder=holder, waited=now - start, changed=changed))
+        if now >= deadline:
+            held_by = f"held by {last_holder}" if last_holder else "held by another session"
+            msg = (
+                f"the migration lock on {backend.description} is still {held_by} after "
+                f"{timeout:g}s; let that run finish, or raise ENTRYPOINT_LOCK_TIMEOUT"
+            )
+            raise LockTimeout(msg)
+        backend.wait_for_release(min(jitter(delay / 2, delay), max(deadline - now, 0.0)))
+        delay = min(delay * 2, MAX_RETRY)

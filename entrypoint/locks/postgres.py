@@ -1,0 +1,152 @@
+"""PostgreSQL: a session advisory lock held by a dedicated connection.
+
+The connection is opened only for the lock, stays in autocommit and idle (no transaction, so
+no snapshot) while Django's own connection runs the migrations. The lock is only ever tried
+with ``pg_try_advisory_lock``: a session parked in a blocking ``pg_advisory_lock`` would hold a
+snapshot that the holder's ``CREATE INDEX CONCURRENTLY`` waits for, and the two would wait on
+each other. Waiters ``LISTEN`` on a channel that the holder ``NOTIFY``s right after unlocking,
+and try again on that notice or after a jittered back-off (the fallback for a holder that died).
+
+The 64-bit key is the first eight bytes of SHA-256 over ``"django-entrypoint:" + NAME``, read
+as a signed big-endian integer, where NAME is ``ENTRYPOINT_LOCK_KEY`` or the database name.
+Advisory locks are per database, so aliases on different databases never block each other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from entrypoint.errors import DatabaseUnavailable
+
+# Client and server keepalives: a holder whose host vanished loses its session (and so its
+# lock) within about 10 + 5 * 6 = 40 seconds instead of the kernel default of two hours.
+KEEPALIVE_PARAMS = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 6,
+}
+_SESSION_SETTINGS = (
+    ("tcp_keepalives_idle", "10"),
+    ("tcp_keepalives_interval", "5"),
+    ("tcp_keepalives_count", "6"),
+    # A server-wide idle timeout would end the holder's idle session and free the lock
+    # while a long migration still runs.
+    ("idle_session_timeout", "0"),
+    ("idle_in_transaction_session_timeout", "0"),
+    ("statement_timeout", "0"),
+)
+
+
+def lock_key(name: str) -> int:
+    """The signed 64-bit advisory lock key derived from a lock name."""
+    digest = hashlib.sha256(f"django-entrypoint:{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def channel_name(key: int) -> str:
+    """The LISTEN/NOTIFY channel announcing releases of the lock ``key``."""
+    return f"django_entrypoint_{key & 0xFFFFFFFFFFFFFFFF:016x}"
+
+
+class PostgresLock:
+    """Session advisory lock on a dedicated autocommit connection."""
+
+    def __init__(
+        self, params: dict[str, Any], key_name: str, application_name: str, description: str
+    ) -> None:
+        self.params = params
+        self.key_name = key_name
+        self.key = lock_key(key_name)
+        self.channel = channel_name(self.key)
+        self.application_name = application_name[:63]
+        self.description = description
+        self.conn: psycopg.Connection[Any] | None = None
+        self.held = False
+
+    def connect(self) -> None:
+        """Open the dedicated connection and start listening for releases."""
+        params = {**self.params, **KEEPALIVE_PARAMS, "application_name": self.application_name}
+        params.setdefault("connect_timeout", 10)
+        try:
+            self.conn = psycopg.connect(**params, autocommit=True)
+        except psycopg.OperationalError as exc:
+            reason = " ".join(str(exc).split())
+            msg = f"cannot open the lock connection to {self.description}: {reason}"
+            raise DatabaseUnavailable(msg) from exc
+        for name, value in _SESSION_SETTINGS:
+            try:
+                self.conn.execute("SELECT set_config(%s, %s, false)", (name, value))
+            except psycopg.Error:
+                pass  # an older server without the setting; autocommit keeps the session usable
+        self.conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self.conn is None:
+            msg = "the lock connection is not open"
+            raise RuntimeError(msg)
+        return self.conn
+
+    def try_acquire(self) -> bool:
+        """One ``pg_try_advisory_lock``; never waits in the database."""
+        row = self._connection().execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()
+        self.held = bool(row and row[0])
+        return self.held
+
+    def holder(self) -> str | None:
+        """Who holds the lock, from pg_locks and pg_stat_activity."""
+        query = """
+            SELECT a.pid, a.application_name, host(a.client_addr),
+                   round(extract(epoch FROM now() - a.backend_start))::bigint
+            FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+            WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+              AND l.classid::bigint = %s AND l.objid::bigint = %s
+              AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+        """
+        unsigned = self.key & 0xFFFFFFFFFFFFFFFF
+        try:
+            row = (
+                self._connection()
+                .execute(query, (unsigned >> 32, unsigned & 0xFFFFFFFF))
+                .fetchone()
+            )
+        except psycopg.Error:
+            return None
+        if row is None:
+            return None
+        pid, app, addr, age = row
+        where = f" from {addr}" if addr else ""
+        name = f" {app!r}" if app else ""
+        return f"backend pid {pid}{name}{where}, connected {age}s ago"
+
+    def wait_for_release(self, seconds: float) -> None:
+        """Wait for the holder's NOTIFY, at most ``seconds``."""
+        if seconds <= 0:
+            return
+        for _notice in self._connection().notifies(timeout=seconds, stop_after=1):
+            return
+
+    def release(self) -> None:
+        """Unlock, then NOTIFY the waiters so the next one starts within milliseconds."""
+        if self.conn is None or self.conn.closed:
+            return
+        try:
+            if self.held:
+                self.conn.execute("SELECT pg_advisory_unlock(%s)", (self.key,))
+                self.held = False
+                self.conn.execute("SELECT pg_notify(%s, '')", (self.channel,))
+        except psycopg.Error:
+            pass  # closing the session below releases a session lock all the same
+
+    def close(self) -> None:
+        """Close the dedicated connection (a session lock dies with it)."""
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except psycopg.Error:
+                pass
+            self.conn = None

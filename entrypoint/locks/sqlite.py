@@ -1,0 +1,80 @@
+"""SQLite: an OS file lock (``flock``) on a file beside the database file.
+
+The lock file is ``<database file>.entrypoint.lock``. ``flock`` locks belong to the open file,
+so a process that dies, however it dies, releases the lock with its file descriptors. There is
+no release notice: waiters try again after the shared jittered back-off.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+
+from entrypoint.errors import ConfigError
+
+
+def lock_path(database_path: str) -> str:
+    """The lock file beside a SQLite database file."""
+    return f"{os.path.abspath(database_path)}.entrypoint.lock"
+
+
+class FileLock:
+    """Exclusive ``flock`` on the lock file beside the database."""
+
+    def __init__(self, database_path: str) -> None:
+        self.path = lock_path(database_path)
+        self.description = f"sqlite:///{os.path.abspath(database_path)}"
+        self.fd: int | None = None
+
+    def connect(self) -> None:
+        """Open (and create) the lock file, close-on-exec."""
+        try:
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            msg = (
+                f"cannot open the lock file {self.path}: {exc.strerror}; make its directory "
+                "writable or set ENTRYPOINT_LOCK=off"
+            )
+            raise ConfigError(msg) from exc
+
+    def try_acquire(self) -> bool:
+        """Take the flock without blocking; write our pid into the file when we do."""
+        if self.fd is None:
+            msg = "the lock file is not open"
+            raise RuntimeError(msg)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
+        return True
+
+    def holder(self) -> str | None:
+        """The pid the holder wrote into the lock file."""
+        try:
+            with open(self.path, encoding="ascii") as handle:
+                pid = handle.read().strip()
+        except OSError:
+            return None
+        return f"pid {pid}" if pid.isdigit() else None
+
+    def wait_for_release(self, seconds: float) -> None:
+        """Sleep; flock has no release notice."""
+        if seconds > 0:
+            time.sleep(seconds)
+
+    def release(self) -> None:
+        """Unlock the file."""
+        if self.fd is not None:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_UN)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        """Close the file descriptor (which also releases the lock)."""
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None

@@ -1,0 +1,168 @@
+"""Plan and apply migrations through Django's own migrate machinery, reporting progress.
+
+The engine never prints: it reports through a callback (``on_event(name, **fields)``) with
+``migration_started``, ``migration_applied`` (with seconds) and ``migration_failed`` events, which
+the CLI turns into log lines, metrics and audit rows. What is applied is applied exactly as
+``manage.py migrate`` applies it: the engine runs Django's migrate command itself, with its
+progress callback pointed here, so pre/post-migrate signals, content types and permissions come
+out identical. With nothing pending, Django's migrate is not run at all.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from entrypoint.databases import first_line
+from entrypoint.errors import ConfigError, Interrupted, MigrationFailed
+from entrypoint.process import SignalStop
+
+Node = tuple[str, str]
+# on_event(event_name, **fields); fields never include a password or SQL text.
+OnEvent = Callable[..., None]
+
+
+@dataclass(frozen=True)
+class Applied:
+    """A migration this run applied."""
+
+    app: str
+    name: str
+    seconds: float
+
+
+@dataclass
+class Progress:
+    """What the current apply has done so far; read after a failure or an interruption."""
+
+    applied: list[Applied] = field(default_factory=list)
+    current: Node | None = None
+    current_atomic: bool = True
+    started: float = 0.0
+
+
+def conflicts_message(conflicts: dict[str, list[str]]) -> str:
+    """Django's conflicting-leaf-nodes problem, as one line with the fix."""
+    names = "; ".join(
+        f"{', '.join(sorted(nodes))} in {app}" for app, nodes in sorted(conflicts.items())
+    )
+    return (
+        f"conflicting migrations: several leaf nodes in the migration graph ({names}); "
+        "run 'python manage.py makemigrations --merge' and commit the merge migration"
+    )
+
+
+def check_conflicts() -> None:
+    """Refuse a migration graph with several leaf nodes in one app (read from disk only)."""
+    from django.db.migrations.loader import MigrationLoader
+
+    loader = MigrationLoader(None, ignore_no_migrations=True)
+    found = loader.detect_conflicts()
+    if found:
+        raise ConfigError(conflicts_message(found))
+
+
+def pending(alias: str) -> list[Any]:
+    """The migrations Django would apply on ``alias`` now, in order (Migration objects)."""
+    from django.db import connections
+    from django.db.migrations.executor import MigrationExecutor
+
+    executor = MigrationExecutor(connections[alias])
+    targets = executor.loader.graph.leaf_nodes()
+    return [migration for migration, backwards in executor.migration_plan(targets) if not backwards]
+
+
+def apply(
+    alias: str,
+    on_event: OnEvent,
+    *,
+    progress: Progress | None = None,
+    run_checks: bool = True,
+    clock: Callable[[], float] = time.monotonic,
+) -> list[Applied]:
+    """Run Django's migrate on ``alias``; return what was applied.
+
+    Raises MigrationFailed (exit 70) naming the migration and the database error, or
+    Interrupted when SIGTERM/SIGINT arrived (the statement in flight was cancelled).
+    """
+    from django.core.management import call_command
+    from django.core.management.base import SystemCheckError
+    from django.core.management.commands.migrate import Command as MigrateCommand
+    from django.db.migrations.exceptions import InconsistentMigrationHistory
+
+    state = progress if progress is not None else Progress()
+
+    class Command(MigrateCommand):
+        def migration_progress_callback(
+            self, action: str, migration: Any = None, fake: bool = False
+        ) -> None:
+            if action == "apply_start":
+                state.current = (migration.app_label, migration.name)
+                state.current_atomic = bool(getattr(migration, "atomic", True))
+                state.started = clock()
+                on_event("migration_started", database=alias, app=migration.app_label,
+                         migration=migration.name, atomic=state.current_atomic)  # fmt: skip
+            elif action == "apply_success":
+                done = Applied(migration.app_label, migration.name, clock() - state.started)
+                state.applied.append(done)
+                state.current = None
+                on_event("migration_applied", database=alias, app=done.app, migration=done.name,
+                         seconds=round(done.seconds, 4))  # fmt: skip
+
+    command = Command(stdout=io.StringIO(), stderr=io.StringIO())
+    try:
+        call_command(
+            command, database=alias, interactive=False, verbosity=0, skip_checks=not run_checks
+        )
+    except SignalStop as stop:
+        raise Interrupted(stop.signum, _interrupted_message(stop.signum, alias, state)) from None
+    except SystemCheckError as exc:
+        msg = f"system checks failed before migrating {alias!r}: {_check_summary(exc)}"
+        raise ConfigError(msg) from exc
+    except InconsistentMigrationHistory as exc:
+        msg = (
+            f"inconsistent migration history on database {alias!r}: {first_line(exc)}; "
+            "repair the django_migrations table before migrating"
+        )
+        raise MigrationFailed(msg) from exc
+    except Exception as exc:
+        if state.current is not None:
+            app, name = state.current
+            seconds = round(clock() - state.started, 4)
+            on_event("migration_failed", database=alias, app=app, migration=name,
+                     error=type(exc).__name__, seconds=seconds)  # fmt: skip
+            msg = f"migration {app}.{name} failed on database {alias!r}: {_error_text(exc)}"
+        else:
+            msg = f"migrate failed on database {alias!r}: {_error_text(exc)}"
+        raise MigrationFailed(msg) from exc
+    return list(state.applied)
+
+
+def _error_text(exc: BaseException) -> str:
+    cause = exc.__cause__ if exc.__cause__ is not None else exc
+    return f"{type(cause).__name__}: {first_line(cause)}"
+
+
+def _check_summary(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    errors = [line for line in lines if ": (" in line]
+    return (errors[0] if errors else lines[-1] if lines else "see manage.py check") + (
+        "; run 'python manage.py check' for the full list"
+    )
+
+
+def _interrupted_message(signum: int, alias: str, state: Progress) -> str:
+    import signal
+
+    name = signal.Signals(signum).name
+    if state.current is None:
+        return f"stopped by {name} while migrating database {alias!r}, between migrations"
+    app, migration = state.current
+    if state.current_atomic:
+        outcome = "its transaction was rolled back"
+    else:
+        outcome = "it is not atomic and may be partly applied"
+    return f"stopped by {name} while applying {app}.{migration} on {alias!r}; {outcome}"

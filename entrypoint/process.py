@@ -1,0 +1,86 @@
+"""Signals before the exec, and the exec itself.
+
+Before the exec, SIGTERM and SIGINT raise :class:`SignalStop` in the main thread. It derives
+from KeyboardInterrupt on purpose: psycopg cancels the statement in flight on the server when a
+KeyboardInterrupt reaches it, and Django's ``atomic`` rolls back on any exception, so an atomic
+migration being applied when the signal lands is rolled back whole. Sleeps and waits end at
+once. The exec restores every disposition the app server would get if started directly.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from types import FrameType
+from typing import NoReturn
+
+from entrypoint.errors import EX_NOEXEC, EX_NOTFOUND, ExecFailed
+
+HANDLED = (signal.SIGTERM, signal.SIGINT)
+# Python ignores these at start-up; an exec'd program inherits "ignored", so reset them.
+_PYTHON_IGNORES = tuple(
+    sig for sig in (getattr(signal, "SIGPIPE", None), getattr(signal, "SIGXFSZ", None)) if sig
+)
+
+
+class SignalStop(KeyboardInterrupt):
+    """Raised in the main thread when SIGTERM or SIGINT arrives before the exec."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextmanager
+def capture_signals(on_signal: Callable[[int], None] | None = None) -> Iterator[None]:
+    """Turn SIGTERM/SIGINT into SignalStop inside the block; restore the handlers after."""
+    stopping: list[int] = []
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        if stopping:
+            return  # one stop is enough; a second signal must not break the clean-up
+        stopping.append(signum)
+        if on_signal is not None:
+            on_signal(signum)
+        raise SignalStop(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in HANDLED}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def reset_signals() -> None:
+    """Give the next program default dispositions and an empty signal mask."""
+    for sig in (*HANDLED, *_PYTHON_IGNORES):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+
+
+def exec_command(argv: Sequence[str], before: Callable[[], None] | None = None) -> NoReturn:
+    """Replace this process with ``argv``: same pid, the program's own signals and exit status.
+
+    Raises ExecFailed with 127 (not found) or 126 (not executable) when the exec fails.
+    """
+    program = argv[0]
+    if before is not None:
+        before()
+    reset_signals()
+    try:
+        os.execvp(program, list(argv))  # noqa: S606 - the exec is the product
+    except FileNotFoundError:
+        msg = f"cannot run {program!r}: command not found; check the command after -- and PATH"
+        raise ExecFailed(msg, EX_NOTFOUND) from None
+    except PermissionError:
+        msg = f"cannot run {program!r}: permission denied; make it executable (chmod +x)"
+        raise ExecFailed(msg, EX_NOEXEC) from None
+    except OSError as exc:
+        msg = f"cannot run {program!r}: {exc.strerror}; check the command after --"
+        raise ExecFailed(msg, EX_NOEXEC) from None
+    finally:
+        sys.stderr.flush()

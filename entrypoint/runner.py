@@ -1,0 +1,214 @@
+"""One run of the pipeline: wait, lock, plan, migrate, ready; the CLI calls it.
+
+Events flow through :class:`Reporter`, which logs them and forwards them to the health server
+(when one runs); the engine modules stay free of output.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from entrypoint import locks, wait
+from entrypoint import migrate as engine
+from entrypoint.config import Settings
+from entrypoint.databases import Target, first_line, resolve_targets
+from entrypoint.errors import ConfigError, EntrypointError
+from entrypoint.log import get_logger
+
+
+class HealthSink(Protocol):
+    """What the runner needs of the health server: a way to send it state."""
+
+    def send(self, kind: str, **fields: Any) -> None:
+        """Forward one state change; never raises."""
+
+
+@dataclass
+class Reporter:
+    """Fans events out to the log and the health server."""
+
+    health: HealthSink | None = None
+    logger: Any = field(default_factory=get_logger)
+
+    def phase(self, phase: str, database: str | None = None) -> None:
+        """A new phase of the run (the readiness endpoint shows it)."""
+        self._health("phase", phase=phase, database=database)
+
+    def event(self, name: str, /, level: str = "info", **fields: Any) -> None:
+        """Log one event and forward it to the health server when it matters there."""
+        getattr(self.logger, level)(name, **fields)
+        if name == "migration_applied":
+            self._health("migration_applied", database=fields["database"], app=fields["app"],
+                         name=fields["migration"], seconds=fields["seconds"])  # fmt: skip
+        elif name == "migration_failed":
+            self._health("migration_failed", database=fields["database"], app=fields["app"],
+                         name=fields["migration"])  # fmt: skip
+
+    def _health(self, kind: str, **fields: Any) -> None:
+        if self.health is not None:
+            self.health.send(kind, **fields)
+
+
+def new_run_id() -> str:
+    """A short random id naming this run in logs, the lock's application_name and the audit."""
+    return uuid.uuid4().hex[:12]
+
+
+def setup_django(settings_module: str | None) -> None:
+    """Import the project's settings and set Django up, or raise ConfigError saying why not."""
+    if not settings_module:
+        msg = (
+            "DJANGO_SETTINGS_MODULE is not set; set it (or pass --settings) to the project's "
+            "settings module, e.g. mysite.settings"
+        )
+        raise ConfigError(msg)
+    os.environ["DJANGO_SETTINGS_MODULE"] = settings_module
+    # Like ``python manage.py``, the working directory is the project directory.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    import importlib
+
+    try:
+        importlib.import_module(settings_module)
+    except ModuleNotFoundError as exc:
+        msg = (
+            f"DJANGO_SETTINGS_MODULE={settings_module!r} cannot be imported: {exc}; run from the "
+            "project directory or put it on PYTHONPATH, and check the module name"
+        )
+        raise ConfigError(msg) from exc
+    except Exception as exc:
+        msg = (
+            f"DJANGO_SETTINGS_MODULE={settings_module!r} failed to import: "
+            f"{type(exc).__name__}: {first_line(exc)}"
+        )
+        raise ConfigError(msg) from exc
+    import django
+
+    try:
+        django.setup()
+    except Exception as exc:
+        msg = (
+            f"Django could not start with settings {settings_module!r}: "
+            f"{type(exc).__name__}: {first_line(exc)}"
+        )
+        raise ConfigError(msg) from exc
+
+
+def prepare(settings: Settings, reporter: Reporter) -> list[Target]:
+    """Set Django up and resolve the target databases; check each has a lock. No I/O yet."""
+    setup_django(settings.settings_module)
+    targets = resolve_targets(settings.databases)
+    for target in targets:
+        locks.check_supported(target, settings.lock_mode)
+    reporter.event("databases", databases=[t.alias for t in targets])
+    return targets
+
+
+def wait_for_databases(settings: Settings, targets: list[Target], reporter: Reporter) -> None:
+    """Wait for every target; report each retry and each database's wait time."""
+    reporter.phase("waiting_for_database", targets[0].alias if targets else None)
+
+    def on_retry(attempt: wait.Attempt) -> None:
+        if attempt.number == 1 or attempt.number % 10 == 0:
+            reporter.event("database_unavailable", database=attempt.alias,
+                           attempt=attempt.number, error=attempt.error,
+                           waited=round(attempt.elapsed, 3))  # fmt: skip
+
+    waited = wait.wait_for(targets, settings.wait_timeout, on_retry=on_retry)
+    for alias, seconds in waited.items():
+        reporter.event("database_ready", database=alias, seconds=round(seconds, 3))
+        reporter._health("db_wait", database=alias, seconds=seconds)
+
+
+@dataclass
+class Outcome:
+    """What a migrate run did, per database."""
+
+    applied: dict[str, list[engine.Applied]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def migrate_all(
+    settings: Settings,
+    targets: list[Target],
+    reporter: Reporter,
+    run_id: str,
+    clock: Callable[[], float] = time.monotonic,
+) -> Outcome:
+    """Lock, plan and migrate each target in order; the lock is released whatever happens."""
+    start = clock()
+    engine.check_conflicts()
+    outcome = Outcome()
+    for target in targets:
+        outcome.applied[target.alias] = _migrate_one(settings, target, reporter, run_id)
+    outcome.seconds = clock() - start
+    return outcome
+
+
+def _migrate_one(
+    settings: Settings, target: Target, reporter: Reporter, run_id: str
+) -> list[engine.Applied]:
+    alias = target.alias
+    lock = locks.make_lock(
+        target,
+        mode=settings.lock_mode,
+        key_name=settings.lock_key,
+        lock_url=settings.lock_database_url,
+        run_id=run_id,
+    )
+    reporter.phase("waiting_for_lock", alias)
+    lock.connect()
+    try:
+
+        def on_wait(waiting: locks.Waiting) -> None:
+            reporter.event("lock_waiting", database=alias, holder=waiting.holder,
+                           waited=round(waiting.waited, 3))  # fmt: skip
+            if waiting.changed:
+                reporter._health("lock_holder_change", database=alias)
+
+        waited = locks.acquire(lock, settings.lock_timeout, on_wait=on_wait)
+        reporter.event("lock_acquired", database=alias, waited=round(waited, 3))
+        reporter._health("lock_wait", database=alias, seconds=waited)
+        plan = engine.pending(alias)
+        if not plan:
+            reporter.event("nothing_to_migrate", database=alias)
+            return []
+        reporter.phase("migrating", alias)
+        reporter.event("plan", database=alias, pending=len(plan),
+                       migrations=[f"{m.app_label}.{m.name}" for m in plan])  # fmt: skip
+        applied = engine.apply(alias, reporter.event)
+        reporter.event("migrated", database=alias, applied=len(applied),
+                       seconds=round(sum(a.seconds for a in applied), 3))  # fmt: skip
+        return applied
+    finally:
+        lock.release()
+        lock.close()
+        reporter.event("lock_released", level="debug", database=alias)
+
+
+def close_connections() -> None:
+    """Close every Django connection (before an exec or exit)."""
+    try:
+        from django.db import connections
+
+        connections.close_all()
+    except Exception as exc:  # closing must not hide the outcome of the run
+        get_logger().debug("close_failed", error=type(exc).__name__)
+
+
+__all__ = [
+    "EntrypointError",
+    "Outcome",
+    "Reporter",
+    "close_connections",
+    "migrate_all",
+    "new_run_id",
+    "prepare",
+    "wait_for_databases",
+]
