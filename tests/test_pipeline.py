@@ -1,0 +1,125 @@
+"""The core pipeline end to end, as real processes: wait, lock, migrate, exec."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Launcher, PgDatabase, migrations_on_disk, sqlite_databases
+
+APPS = ("inventory", "orders")
+
+
+def recorded(pg: PgDatabase) -> list[tuple[str, str]]:
+    """django_migrations rows of the project's own apps."""
+    rows = pg.query("SELECT app, name FROM django_migrations WHERE app IN ('inventory', 'orders')")
+    return [(app, name) for app, name in rows]
+
+
+def test_migrate_applies_everything_on_a_fresh_postgres(launcher: Launcher, pg_db: PgDatabase) -> None:
+    """A fresh database ends with every migration recorded once and post_migrate's work done."""
+    proc = launcher.run(["migrate"], launcher.env({"default": pg_db.django()}))
+    assert proc.popen.returncode == 0, proc.stderr()
+    assert sorted(recorded(pg_db)) == sorted(migrations_on_disk(*APPS))
+    # post_migrate ran exactly as manage.py migrate runs it: content types and permissions exist.
+    assert pg_db.query("SELECT count(*) FROM django_content_type WHERE app_label = 'inventory'")[0][0] == 2
+    assert pg_db.query("SELECT count(*) FROM auth_permission WHERE codename = 'add_product'")[0][0] == 1
+    applied = [e for e in proc.events() if e["event"] == "migration_applied"]
+    assert len(applied) == len(pg_db.query("SELECT 1 FROM django_migrations"))
+    assert all(e["seconds"] >= 0 for e in applied)
+
+
+def test_nothing_pending_skips_djangos_migrate(launcher: Launcher, pg_db: PgDatabase) -> None:
+    """With nothing pending, Django's migrate (and its post_migrate work) does not run at all."""
+    env = launcher.env({"default": pg_db.django()})
+    assert launcher.run(["migrate"], env).popen.returncode == 0
+    # post_migrate would recreate this permission; a skipped migrate leaves it deleted.
+    pg_db.query("DELETE FROM auth_permission WHERE codename = 'add_product'")
+    proc = launcher.run(["migrate"], env)
+    assert proc.popen.returncode == 0, proc.stderr()
+    assert [e["event"] for e in proc.events() if e["event"] == "nothing_to_migrate"] == [
+        "nothing_to_migrate"
+    ]
+    assert pg_db.query("SELECT count(*) FROM auth_permission WHERE codename = 'add_product'")[0][0] == 0
+
+
+def test_run_execs_the_command_with_the_same_pid(launcher: Launcher, tmp_path: Path) -> None:
+    """`run -- CMD` replaces the entrypoint: the command has the entrypoint's pid."""
+    script = "import os; print('pid', os.getpid())"
+    proc = launcher.run(["run", "--", "python", "-c", script], launcher.env(sqlite_databases(tmp_path)))
+    assert proc.popen.returncode == 0, proc.stderr()
+    assert proc.stdout().split() == ["pid", str(proc.pid)]
+
+
+@pytest.mark.parametrize("status", [0, 3, 42])
+def test_run_passes_the_exit_status_through(launcher: Launcher, tmp_path: Path, status: int) -> None:
+    """The app server's exit status is the container's exit status."""
+    env = launcher.env(sqlite_databases(tmp_path))
+    proc = launcher.run(["run", "--", "sh", "-c", f"exit {status}"], env)
+    assert proc.popen.returncode == status
+
+
+def test_the_app_server_gets_signals_directly_after_exec(launcher: Launcher, tmp_path: Path) -> None:
+    """After the exec, SIGTERM reaches the app server's own handler, with default dispositions."""
+    app = (
+        "import signal, sys, time\n"
+        "signal.signal(signal.SIGTERM, lambda *a: sys.exit(7))\n"
+        "print('up', flush=True)\n"
+        "time.sleep(30)\n"
+    )
+    proc = launcher.start(["run", "--", "python", "-c", app], launcher.env(sqlite_databases(tmp_path)))
+    deadline = time.monotonic() + 30
+    while "up" not in proc.stdout() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.popen.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 7
+
+
+def test_the_exec_restores_default_dispositions(launcher: Launcher, tmp_path: Path) -> None:
+    """Python ignores SIGPIPE and SIGXFSZ for itself; the exec'd program gets neither ignored,
+    and no signal blocked, exactly as if it were started directly."""
+    shell = "grep -E '^(SigIgn|SigBlk)' /proc/$$/status"
+    proc = launcher.run(["run", "--", "sh", "-c", shell], launcher.env(sqlite_databases(tmp_path)))
+    fields = dict(line.split(":\t") for line in proc.stdout().splitlines())
+    ignored, blocked = int(fields["SigIgn"], 16), int(fields["SigBlk"], 16)
+    assert ignored & (1 << (signal.SIGPIPE - 1)) == 0
+    assert ignored & (1 << (signal.SIGXFSZ - 1)) == 0
+    assert blocked == 0
+
+
+def test_sqlite_fresh_and_noop(launcher: Launcher, tmp_path: Path) -> None:
+    """SQLite, the embedded default: migrates a fresh file, then finds nothing to do."""
+    env = launcher.env(sqlite_databases(tmp_path))
+    first = launcher.run(["migrate"], env)
+    assert first.popen.returncode == 0, first.stderr()
+    assert any(e["event"] == "migrated" for e in first.events())
+    second = launcher.run(["migrate"], env)
+    assert second.popen.returncode == 0
+    assert any(e["event"] == "nothing_to_migrate" for e in second.events())
+    assert (tmp_path / "db.sqlite3.entrypoint.lock").exists()
+
+
+def test_several_aliases_in_order_each_with_its_router(launcher: Launcher, pg_factory) -> None:  # type: ignore[no-untyped-def]
+    """`--database default --database other`: both migrated in order, routers honoured."""
+    default, other = pg_factory(), pg_factory()
+    env = launcher.env(
+        {"default": default.django(), "other": other.django()}, TESTPROJ_EXTRA_APPS="analytics"
+    )
+    proc = launcher.run(["--database", "default", "--database", "other", "migrate"], env)
+    assert proc.popen.returncode == 0, proc.stderr()
+    acquired = [e["database"] for e in proc.events() if e["event"] == "lock_acquired"]
+    assert acquired == ["default", "other"]
+    tables = "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1"
+    assert ("analytics_event",) in other.query(tables)
+    assert ("analytics_event",) not in default.query(tables)
+    assert ("inventory_product",) not in other.query(tables)
+
+
+def test_wait_command_only_waits(launcher: Launcher, pg_db: PgDatabase) -> None:
+    """`wait` returns 0 once the database answers and applies nothing."""
+    proc = launcher.run(["wait"], launcher.env({"default": pg_db.django()}))
+    assert proc.popen.returncode == 0, proc.stderr()
+    assert pg_db.query("SELECT to_regclass('django_migrations')") == [(None,)]
