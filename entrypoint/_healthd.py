@@ -61,6 +61,10 @@ class _Handler(WSGIRequestHandler):
 
     timeout = IO_TIMEOUT
     disable_nagle_algorithm = True  # the status line and body go out in separate writes
+    # Answer junk with a status line (HTTP/0.9 would send a bare body) and no HTML page.
+    default_request_version = "HTTP/1.0"
+    error_content_type = "text/plain; charset=utf-8"
+    error_message_format = "%(code)d %(message)s\n"
 
     def handle(self) -> None:
         head = self._read_head()

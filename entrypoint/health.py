@@ -465,6 +465,11 @@ class HealthProcess:
         """The health child's process id."""
         return self._process.pid
 
+    @property
+    def returncode(self) -> int | None:
+        """The child's exit status once it has ended, else None."""
+        return self._process.returncode
+
     @classmethod
     def start(cls, addr: str, port: int, *, timeout: float = 5.0) -> HealthProcess:
         """Start the health child on ``addr:port`` and return once it listens.

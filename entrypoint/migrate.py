@@ -75,6 +75,31 @@ def pending(alias: str) -> list[Any]:
     return [migration for migration, backwards in executor.migration_plan(targets) if not backwards]
 
 
+# PostgreSQL 14+ checks, during a long statement, whether the client is still there. Set on
+# the migration connection, a replica killed inside a migration does not leave its statement
+# (and its snapshot, which a later CREATE INDEX CONCURRENTLY would wait for) running on.
+CLIENT_CHECK_INTERVAL_MS = 2000
+
+
+def prepare_session(alias: str, ddl_lock_timeout: float | None = None) -> None:
+    """Session settings of Django's migration connection (PostgreSQL only; best effort)."""
+    from django.db import connections
+
+    connection = connections[alias]
+    if connection.vendor != "postgresql":
+        return
+    settings = [("client_connection_check_interval", str(CLIENT_CHECK_INTERVAL_MS))]
+    if ddl_lock_timeout:
+        settings.append(("lock_timeout", f"{int(ddl_lock_timeout * 1000)}ms"))
+    connection.ensure_connection()
+    for name, value in settings:
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT set_config(%s, %s, false)", [name, value])
+        except Exception:  # noqa: S110 - an older server without the setting still migrates
+            pass
+
+
 def apply(
     alias: str,
     on_event: OnEvent,

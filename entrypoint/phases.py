@@ -1,0 +1,1064 @@
+"""Deploy phases (expand / contract): classify pending migrations and split a plan by policy.
+
+A deploy replaces old code with new code while both may run against the same database. A
+migration is ``pre-deploy`` when old code keeps working after it ran (create a table, add a
+nullable column, add an index) and ``post-deploy`` when it breaks old code (drop or rename a
+column or table, change a type, add NOT NULL without a database default), so it may only run
+once no old code is left.
+
+Everything here is pure: it reads migrations, Django's migration graph and migration state, and
+never touches a database, a clock or the environment.
+
+Rules, in order of precedence:
+
+1. A mark on the ``Migration`` class wins: our own ``entrypoint_phase = "pre-deploy"`` or
+   ``"post-deploy"``; then django-safemigrate's ``safe`` (``Safe.before_deploy()``,
+   ``Safe.after_deploy()``, ``Safe.always()``, the older ``Safe.before_deploy`` enum members and
+   the first releases' ``True``/``False``); then django-syzygy's ``stage``
+   (``Stage.PRE_DEPLOY``, ``Stage.POST_DEPLOY``). Neither package is imported: their values are
+   read by name.
+2. Otherwise each operation is classified and the migration takes the latest phase of its
+   operations. ``RunPython``, ``RunSQL`` and operations that are not Django's own cannot be
+   judged from outside, so they need a mark and count as post-deploy until they have one. An
+   operation carrying django-syzygy's ``stage`` attribute is classified by it.
+3. An operation that only touches schema created earlier in the same pending plan is
+   pre-deploy: old code never saw that schema. Likewise a data operation in an app with no
+   migration applied yet: old code never used its tables. So a fresh database applies
+   everything in one phase.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from django.db.models import NOT_PROVIDED
+from django.db.models.options import normalize_together
+
+from entrypoint.errors import ConfigError, PolicyError
+
+if TYPE_CHECKING:
+    from django.db.migrations.migration import Migration
+    from django.db.migrations.state import ModelState, ProjectState
+
+Node = tuple[str, str]
+MarkedBy = Literal["entrypoint", "safemigrate", "syzygy"]
+
+#: The attribute of a ``Migration`` class that sets its deploy phase explicitly.
+MARK_ATTRIBUTE = "entrypoint_phase"
+
+
+class Phase(enum.Enum):
+    """When a migration may run relative to the deploy of the code that needs it."""
+
+    PRE_DEPLOY = "pre-deploy"
+    POST_DEPLOY = "post-deploy"
+
+
+class Policy(enum.Enum):
+    """Which part of a plan one run applies (``ENTRYPOINT_PHASE``)."""
+
+    ALL = "all"
+    PRE_DEPLOY = "pre-deploy"
+    POST_DEPLOY = "post-deploy"
+
+
+class PlanCannotBeSplit(PolicyError):
+    """A pre-deploy migration depends on a post-deploy one that the pre-deploy phase holds."""
+
+    def __init__(self, migration: Node, held: Node) -> None:
+        self.migration = migration
+        self.held = held
+        name, held_name = _dotted(migration), _dotted(held)
+        message = (
+            f"cannot split the plan for the pre-deploy phase: {name} is pre-deploy but depends "
+            f"on {held_name}, which is post-deploy and held; mark {name} "
+            f'{MARK_ATTRIBUTE} = "post-deploy" or move it into the next release'
+        )
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class OperationPhase:
+    """The deploy phase of one operation, and why."""
+
+    phase: Phase
+    reason: str
+    #: What the summary of a pre-deploy migration counts this operation as.
+    kind: str
+    #: Pre-deploy, but worth a reader's attention (it may fail on existing data).
+    caution: bool = False
+    #: It cannot be judged from outside; the migration needs a mark.
+    needs_mark: bool = False
+
+
+@dataclass(frozen=True)
+class PlannedMigration:
+    """One pending migration with its deploy phase and what undoing it would take."""
+
+    app: str
+    name: str
+    phase: Phase
+    reasons: tuple[str, ...]
+    atomic: bool
+    reversible: bool
+    marked_by: MarkedBy | None = None
+    #: An operation could not be judged (``RunPython``, ``RunSQL``, a third-party operation)
+    #: and the migration carries no mark.
+    needs_mark: bool = False
+    #: One entry per operation, in order, whatever the mark says.
+    operations: tuple[OperationPhase, ...] = ()
+
+    @property
+    def key(self) -> Node:
+        """The migration's node in Django's migration graph."""
+        return (self.app, self.name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form used by ``plan --format json``."""
+        return {
+            "app": self.app,
+            "name": self.name,
+            "phase": self.phase.value,
+            "reasons": list(self.reasons),
+            "atomic": self.atomic,
+            "reversible": self.reversible,
+        }
+
+
+# --- marks -------------------------------------------------------------------------------------
+
+_SAFEMIGRATE_WORDS = {
+    "before_deploy": Phase.PRE_DEPLOY,
+    "always": Phase.PRE_DEPLOY,
+    "after_deploy": Phase.POST_DEPLOY,
+}
+_SYZYGY_WORDS = {
+    "pre_deploy": Phase.PRE_DEPLOY,
+    "post_deploy": Phase.POST_DEPLOY,
+    "post_deployment": Phase.POST_DEPLOY,
+}
+
+
+def migration_mark(migration: Migration) -> tuple[Phase, MarkedBy] | None:
+    """The phase a migration is explicitly marked with, and by whose convention; None if unmarked.
+
+    Raises ConfigError naming the migration when a mark has a value that is not understood.
+    """
+    label = _dotted((migration.app_label, migration.name))
+    own = getattr(migration, MARK_ATTRIBUTE, None)
+    if own is not None:
+        if isinstance(own, Phase):
+            return own, "entrypoint"
+        if isinstance(own, str) and own in {phase.value for phase in Phase}:
+            return Phase(own), "entrypoint"
+        message = (
+            f"migration {label}: {MARK_ATTRIBUTE} = {own!r} is not a deploy phase; "
+            "use 'pre-deploy' or 'post-deploy'"
+        )
+        raise ConfigError(message)
+    safe = getattr(migration, "safe", None)
+    if safe is not None:
+        phase = _safemigrate_phase(safe)
+        if phase is None:
+            message = (
+                f"migration {label}: safe = {safe!r} is not a django-safemigrate mark; use "
+                f"Safe.before_deploy(), Safe.after_deploy() or Safe.always(), or set "
+                f"{MARK_ATTRIBUTE}"
+            )
+            raise ConfigError(message)
+        return phase, "safemigrate"
+    stage = getattr(migration, "stage", None)
+    if stage is not None:
+        phase = _syzygy_phase(stage)
+        if phase is None:
+            message = (
+                f"migration {label}: stage = {stage!r} is not a django-syzygy stage; use "
+                f"Stage.PRE_DEPLOY or Stage.POST_DEPLOY, or set {MARK_ATTRIBUTE}"
+            )
+            raise ConfigError(message)
+        return phase, "syzygy"
+    return None
+
+
+def _safemigrate_phase(value: object) -> Phase | None:
+    # The first releases took True (before deploy) and False (after deploy).
+    if isinstance(value, bool):
+        return Phase.PRE_DEPLOY if value else Phase.POST_DEPLOY
+    # Current releases: Safe(when=When.AFTER_DEPLOY, delay=...); older ones: Safe.after_deploy,
+    # a member of an Enum whose names and values are the words themselves.
+    when = getattr(value, "when", value)
+    for word in _words(when):
+        if word in _SAFEMIGRATE_WORDS:
+            return _SAFEMIGRATE_WORDS[word]
+    return None
+
+
+def _syzygy_phase(value: object) -> Phase | None:
+    for word in _words(value):
+        if word in _SYZYGY_WORDS:
+            return _SYZYGY_WORDS[word]
+    return None
+
+
+def _words(value: object) -> list[str]:
+    """The names an enum-like mark goes by: its value, its name, or the string itself."""
+    candidates: list[object] = [value] if isinstance(value, str) else []
+    candidates += [getattr(value, "value", None), getattr(value, "name", None)]
+    return [c.lower().replace("-", "_") for c in candidates if isinstance(c, str)]
+
+
+# --- reversibility -----------------------------------------------------------------------------
+
+
+def migration_reversible(migration: Migration) -> tuple[bool, list[str]]:
+    """Whether the migration can be unapplied, with one reason per operation that cannot."""
+    reasons: list[str] = []
+    for operation in migration.operations:
+        reasons += _irreversible(operation)
+    return not reasons, reasons
+
+
+def _irreversible(operation: Any) -> list[str]:
+    kind = _path(type(operation))
+    if kind == _SPECIAL + "RunPython":
+        if operation.reverse_code is None:
+            return [f"RunPython {_callable_name(operation.code)} has no reverse_code"]
+        return []
+    if kind == _SPECIAL + "RunSQL":
+        return [] if operation.reverse_sql is not None else ["RunSQL has no reverse_sql"]
+    if kind == _SPECIAL + "SeparateDatabaseAndState":
+        found: list[str] = []
+        for inner in operation.database_operations:
+            found += _irreversible(inner)
+        return found
+    if not getattr(operation, "reversible", True):
+        return [f"{type(operation).__name__} is not reversible"]
+    return []
+
+
+# --- classification ----------------------------------------------------------------------------
+
+
+@dataclass
+class _Plan:
+    """What the pending plan has created so far, which no old code has ever seen."""
+
+    new_apps: frozenset[str]
+    models: set[tuple[str, str]] = field(default_factory=set)
+    fields: set[tuple[str, str, str]] = field(default_factory=set)
+
+    def is_new(self, app: str, model: str | None, field_name: str | None = None) -> bool:
+        if model is None:
+            return False
+        if (app, model.lower()) in self.models:
+            return True
+        return field_name is not None and (app, model.lower(), field_name.lower()) in self.fields
+
+
+def classify_plan(plan: Sequence[tuple[Migration, bool]], loader: Any) -> list[PlannedMigration]:
+    """Classify a forwards plan from ``MigrationExecutor.migration_plan`` migration by migration.
+
+    ``loader`` is the executor's ``MigrationLoader``: its graph gives the state before the plan,
+    which is then carried forward operation by operation (never rendered into model classes).
+    Raises ValueError on a backwards step and ConfigError on a mark it cannot read.
+    """
+    for migration, backwards in plan:
+        if backwards:
+            message = (
+                f"classify_plan takes a forwards plan; "
+                f"{_dotted((migration.app_label, migration.name))} is a backwards step"
+            )
+            raise ValueError(message)
+    keys = [(migration.app_label, migration.name) for migration, _ in plan]
+    state = _state_before(keys, loader)
+    graph = loader.graph
+    pending = set(keys)
+    apps = {app for app, _ in keys}
+    new_apps = frozenset(
+        app for app in apps if all(root in pending for root in graph.root_nodes(app))
+    )
+    created = _Plan(new_apps=new_apps)
+    return [_classify_migration(migration, state, created) for migration, _ in plan]
+
+
+def _state_before(keys: list[Node], loader: Any) -> ProjectState:
+    """The project state with every migration the plan builds on, and none of the plan."""
+    from django.db.migrations.state import ProjectState
+
+    pending = set(keys)
+    frontier: list[Node] = []
+    for key in keys:
+        for parent in sorted(loader.graph.node_map[key].parents):
+            if parent.key not in pending and parent.key not in frontier:
+                frontier.append(parent.key)
+    if not frontier:
+        return ProjectState(real_apps=set(getattr(loader, "unmigrated_apps", ())))
+    state: ProjectState = loader.project_state(frontier, at_end=True)
+    return state
+
+
+def _classify_migration(
+    migration: Migration, state: ProjectState, created: _Plan
+) -> PlannedMigration:
+    app = migration.app_label
+    verdicts = []
+    for operation in migration.operations:
+        verdicts.append(_classify_operation(operation, app, state, created))
+        operation.state_forwards(app, state)
+    reversible, _ = migration_reversible(migration)
+    mark = migration_mark(migration)
+    post = [v.reason for v in verdicts if v.phase is Phase.POST_DEPLOY]
+    if mark is not None:
+        phase, marked_by = mark
+        reasons: tuple[str, ...] = (f"marked {phase.value} by {_MARK_SOURCES[marked_by]}",)
+        needs_mark = False
+    elif post:
+        phase, marked_by = Phase.POST_DEPLOY, None
+        reasons = tuple(post)
+        needs_mark = any(v.needs_mark for v in verdicts)
+    else:
+        phase, marked_by = Phase.PRE_DEPLOY, None
+        reasons = (_summary(verdicts), *(v.reason for v in verdicts if v.caution))
+        needs_mark = False
+    return PlannedMigration(
+        app=app,
+        name=migration.name,
+        phase=phase,
+        reasons=reasons,
+        atomic=bool(migration.atomic),
+        reversible=reversible,
+        marked_by=marked_by,
+        needs_mark=needs_mark,
+        operations=tuple(verdicts),
+    )
+
+
+_MARK_SOURCES: dict[MarkedBy, str] = {
+    "entrypoint": MARK_ATTRIBUTE,
+    "safemigrate": "django-safemigrate's safe",
+    "syzygy": "django-syzygy's stage",
+}
+
+
+def _summary(verdicts: list[OperationPhase]) -> str:
+    if not verdicts:
+        return "no operations"
+    counts = Counter(v.kind for v in verdicts)
+    kinds = ", ".join(kind if n == 1 else f"{kind} x{n}" for kind, n in counts.items())
+    return f"safe while old code runs: {kinds}"
+
+
+Handler = Callable[[Any, str, "ProjectState", _Plan], OperationPhase]
+
+_MODELS = "django.db.migrations.operations.models."
+_FIELDS = "django.db.migrations.operations.fields."
+_SPECIAL = "django.db.migrations.operations.special."
+_POSTGRES = "django.contrib.postgres.operations."
+
+
+def _path(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _classify_operation(
+    operation: Any, app: str, state: ProjectState, created: _Plan
+) -> OperationPhase:
+    cls = type(operation)
+    name = cls.__name__
+    stage = getattr(operation, "stage", None)
+    if stage is not None and (phase := _syzygy_phase(stage)) is not None:
+        return OperationPhase(phase, f"{name} is marked {phase.value} by its stage", name)
+    handler = _handler_for(cls)
+    if handler is None:
+        why = "not a Django operation, so its effect on old code is unknown"
+        return _needs_mark(app, created, name, _path(cls), why)
+    model, field_name = _target(operation)
+    on_new_schema = created.is_new(app, model, field_name)
+    verdict = handler(operation, app, state, created)
+    if verdict.phase is Phase.POST_DEPLOY and not verdict.needs_mark and on_new_schema:
+        label = _model_label(state, app, model) if model else app
+        label += f".{field_name}" if field_name else ""
+        reason = f"{name} {label}: touches schema created earlier in this plan"
+        return OperationPhase(Phase.PRE_DEPLOY, reason, f"{name} on new schema")
+    return verdict
+
+
+def _handler_for(cls: type) -> Handler | None:
+    # Only Django's own classes are matched through their bases (the postgres extension
+    # operations subclass CreateExtension); a third-party subclass of a built-in operation may
+    # do anything in database_forwards, so it is not taken for its base.
+    if not cls.__module__.startswith("django."):
+        return None
+    for base in cls.__mro__:
+        handler = _HANDLERS.get(_path(base))
+        if handler is not None:
+            return handler
+    return None
+
+
+def _target(operation: Any) -> tuple[str | None, str | None]:
+    """The model, and the field if any, that an operation changes (for the same-plan rule)."""
+    from django.db.migrations.operations.fields import FieldOperation
+    from django.db.migrations.operations.models import ModelOperation
+
+    if isinstance(operation, ModelOperation):
+        return operation.name, None
+    if isinstance(operation, FieldOperation):
+        field_name = operation.old_name if hasattr(operation, "old_name") else operation.name
+        return operation.model_name, field_name
+    model = getattr(operation, "model_name", None)
+    return (model if isinstance(model, str) else None), None
+
+
+def _needs_mark(app: str, created: _Plan, kind: str, subject: str, why: str) -> OperationPhase:
+    if app in created.new_apps:
+        reason = f"{subject}: app {app} is new to this database, so old code never used its data"
+        return OperationPhase(Phase.PRE_DEPLOY, reason, f"{kind} in a new app", caution=True)
+    reason = f"{subject} needs an explicit mark ({MARK_ATTRIBUTE}): {why}"
+    return OperationPhase(Phase.POST_DEPLOY, reason, kind, needs_mark=True)
+
+
+def _pre(reason: str, kind: str, *, caution: bool = False) -> OperationPhase:
+    return OperationPhase(Phase.PRE_DEPLOY, reason, kind, caution=caution)
+
+
+def _post(reason: str, kind: str) -> OperationPhase:
+    return OperationPhase(Phase.POST_DEPLOY, reason, kind)
+
+
+def _model_state(state: ProjectState, app: str, model: str) -> ModelState | None:
+    return state.models.get((app, model.lower()))
+
+
+def _model_label(state: ProjectState, app: str, model: str) -> str:
+    model_state = _model_state(state, app, model)
+    return f"{app}.{model_state.name if model_state is not None else model}"
+
+
+def _state_field(state: ProjectState, app: str, model: str, name: str) -> Any:
+    model_state = _model_state(state, app, model)
+    if model_state is None:
+        return None
+    fields = model_state.fields
+    if name in fields:
+        return fields[name]
+    return next((f for key, f in fields.items() if key.lower() == name.lower()), None)
+
+
+def _without_table(state: ProjectState, app: str, model: str) -> bool:
+    model_state = _model_state(state, app, model)
+    if model_state is None:
+        return False
+    options = model_state.options
+    return bool(options.get("proxy")) or options.get("managed", True) is False
+
+
+def _no_table_verdict(kind: str, label: str) -> OperationPhase:
+    return _pre(f"{kind} {label}: a proxy or unmanaged model, no database change", kind)
+
+
+# Model operations
+
+
+def _create_model(op: Any, app: str, state: ProjectState, created: _Plan) -> OperationPhase:
+    created.models.add((app, op.name_lower))
+    return _pre(f"CreateModel {app}.{op.name}: a new table, unknown to old code", "CreateModel")
+
+
+def _delete_model(op: Any, app: str, state: ProjectState, created: _Plan) -> OperationPhase:
+    label = _model_label(state, app, op.name)
+    if _without_table(state, app, op.name):
+        return _no_table_verdict("DeleteModel", label)
+    return _post(f"DeleteModel {label}: drops a table old code still queries", "DeleteModel")
+
+
+def _rename_model(op: Any, app: str, state: ProjectState, created: _Plan) -> OperationPhase:
+    old, new = op.old_name_lower, op.new_name_lower
+    if (app, old) in created.models:
+        created.models.add((app, new))
+    for field_app, model, field_name in list(created.fields):
+        if (field_app, model) == (app, old):
+            created.fields.add((app, new, field_name))
+    label = _model_label(state, app, op.old_name)
+    if _without_table(state, app, op.old_name):
+        return _no_table_verdict("RenameModel", label)
+    reason = (
+        f"RenameModel {label} to {op.new_name}: renames its table (and join-table columns named "
+        "after it), which old code uses by the old names"
+    )
+    return _post(reason, "RenameModel")
+
+
+def _alter_model_table(op: Any, app: str, state: ProjectState, created: _Plan) -> OperationPhase:
+    label = _model_label(state, app, op.name)
+    model_state = _model_state(state, app, op.name)
+    old_table = model_state.options.get("db_table") if model_state is not None else None
+    if old_table == op.table or _without_table(state, app, op.name):
+        return _pre(f"AlterModelTable {label}: the table name does not change", "AlterModelTable")
+    reason = f"AlterModelTable {label}: renames the table old code queries by its old name"
+    return _post(reason, "AlterModelTable")
+
+
+def _alter_table_comment(op: Any, app: str, state: ProjectState, created: _Plan) -> OperationPhase:
+    label = _model_label(state, app, op.name)
+    return _pre(f"AlterModelTableComment {label}: a comment only", "AlterModelTableComment")
+
+
+def _alter_unique_together(
+    op: Any, app: str, state: ProjectState, created: _Plan
+) -> OperationPhase:
+    label = _model_label(state, app, op.name)
+    model_state = _model_state(state, app, op.name)
+    old = set(
+        normalize_together(model_state.options.get("unique_together", ()) if model_state else ())
+    )
+    added = [group for group in normalize_together(op.option_value) if tuple(group) not in old]
+    if added:
+        columns = "; ".join(", ".join(group) for group in added)
+        reason = (
+            f"AlterUniqueTogether {label}: adds unique ({columns}), which fails on existing "
+            "duplicates and rejects duplicate writes from old code"
+        )
+        return _pre(reason, "AlterUniqueTogether", caution=True)
+    reason = f"AlterUniqueTogether {label}: only drops unique constraints"
+    return _pre(reason, "AlterUniqueTogether")
+
+
+def _alter_index_together(op: Any, app: str, state: ProjectState, created: _Plan) -> OperationPhase:
+    label = _model_label(state, app, op.name)
+    return _pre(f"AlterIndexTogether {label}: indexes only", "AlterIndexTogether")
+
+
+def _alter_order_with_respect_to(
+    op: Any, app: str, state: ProjectState, created: _Plan
+) -> OperationPhase:
+    label = _model_label(state, app, op.name)
+    model_state = _model_state(state, app, op.name)
+    old = model_state.options.get("order_with_respect_to") if model_state is not None else None
+    new = op.order_with_respect_to
+    kind = "AlterOrderWithRespectTo"
+    if bool(old) == bool(new) or _without_table(state, app, op.name):
+        return _pre(f"{kind} {label}: the _order column stays as it is", kind)
+    if new:
+        reason = (
+            f"{kind} {label}: adds the NOT NULL _order column without a database default, "
+            "so inserts from old code fail"
+        )
+        return _post(reason, kind)
+    return _post(f"{kind} {label}: drops the _order column old code still writes", kind)
+
+
+def _python_options(op: Any, app: str, state: ProjectState, created: _Plan) -> OperationPhase:
+    kind = type(op).__name__
+    label = _model_label(state, app, op.name)
+    return _pre(f"{kind} {label}: Python-side options only, no database change", kind)
+
+
+def _add_index(op: Any, app: str, state: ProjectState, created: _Plan) -> OperationPhase:
+    kind = type(op).__name__
+    label = _model_label(state, app, op.model_name)
+    return _pre(f"{kind} {label} {op.index.name}: a new index; old code is unaffected", kind)
+
+
+def _remove_index(op: Any, app: str, state: ProjectState, created: _Plan) -> OperationPhase:
+    kind = type(op).__name__
+    label = _model_label(state, app, op.model_name)
+    reason = f"{kind} {label} {op.name}: old code works without it (queries may get slower)"
+    return _pre(reason, kind)
+
+
+def _rename_index(op: Any, app: str, state: ProjectState, created: _Plan) -> OperationPhase:
+    label = _model_label(state, app, op.model_name)
+    return _pre(
+        f"RenameIndex {label} to {op.new_name}: old code does not name indexes", "RenameIndex"
+    )
+
+
+def _add_constraint(op: Any, app: str, state: ProjectState, created: _Plan) -> OperationPhase:
+    kind = type(op).__name__
+    label = _model_label(state, app, op.model_name)
+    checked = "new rows" if kind == "AddConstraintNotValid" else "existing rows"
+    reason = (
+        f"{kind} {label} {op.constraint.name}: fails if {checked} violate it, and rejects "
+        "writes from old code that violate it"
+    )
+    return _pre(reason, kind, caution=True)
+
+
+def _remove_constraint(op: Any, app: str, state: ProjectState, created: _Plan) -> OperationPhase:
+    label = _model_label(state, app, op.model_name)
+    reason = f"RemoveConstraint {label} {op.name}: old code does not need it to write"
+    return _pre(reason, "RemoveConstraint")
+
+
+def _alter_constraint(op: Any, app: str, state: ProjectState, created: _Plan) -> OperationPhase:
+    label = _model_label(state, app, op.model_name)
+    reason = f"AlterConstraint {label} {op.name}: attributes Django checks in Python only"
+    return _pre(reason, "AlterConstraint")
+
+
+def _validate_constraint(op: Any, app: str, state: ProjectState, created: _Plan) -> OperationPhase:
+    label = _model_label(state, app, op.model_name)
+    reason = f"ValidateConstraint {label} {op.name}: fails if existing rows violate it"
+    return _pre(reason, "ValidateConstraint", caution=True)
+
+
+def _create_extension(op: Any, app: str, state: ProjectState, created: _Plan) -> OperationPhase:
+    kind = type(op).__name__
+    return _pre(f"{kind} {op.name}: old code is unaffected", kind)
+
+
+def _create_collation(op: Any, app: str, state: ProjectState, created: _Plan) -> OperationPhase:
+    return _pre(f"CreateCollation {op.name}: old code is unaffected", "CreateCollation")
+
+
+def _remove_collation(op: Any, app: str, state: ProjectState, created: _Plan) -> OperationPhase:
+    return _post(f"RemoveCollation {op.name}: old code may still use it", "RemoveCollation")
+
+
+# Field operations
+
+
+def _add_field(op: Any, app: str, state: ProjectState, created: _Plan) -> OperationPhase:
+    created.fields.add((app, op.model_name_lower, op.name_lower))
+    new = op.field
+    label = f"{_model_label(state, app, op.model_name)}.{op.name}"
+    if _without_table(state, app, op.model_name):
+        return _no_table_verdict("AddField", label)
+    if new.many_to_many:
+        return _pre(f"AddField {label}: a many-to-many relation, a new table", "AddField")
+    if getattr(new, "generated", False):
+        return _pre(f"AddField {label}: a column the database computes", "AddField")
+    if new.null:
+        return _pre(f"AddField {label}: a nullable column; old code is unaffected", "AddField")
+    if new.db_default is not NOT_PROVIDED:
+        reason = f"AddField {label}: a column with a database default; old code is unaffected"
+        return _pre(reason, "AddField")
+    reason = (
+        f"AddField {label}: NOT NULL without db_default; Django drops the column default after "
+        "filling existing rows, so inserts from old code, which omit the column, fail; add it "
+        "with db_default, or nullable first"
+    )
+    return _post(reason, "AddField")
+
+
+def _remove_field(op: Any, app: str, state: ProjectState, created: _Plan) -> OperationPhase:
+    label = f"{_model_label(state, app, op.model_name)}.{op.name}"
+    old = _state_field(state, app, op.model_name, op.name)
+    if _without_table(state, app, op.model_name):
+        return _no_table_verdict("RemoveField", label)
+    if old is not None and old.many_to_many:
+        if old.remote_field.through is not None:
+            reason = f"RemoveField {label}: the through model keeps its table"
+            return _pre(reason, "RemoveField")
+        return _post(f"RemoveField {label}: drops a table old code still uses", "RemoveField")
+    return _post(
+        f"RemoveField {label}: drops a column old code still reads and writes", "RemoveField"
+    )
+
+
+def _rename_field(op: Any, app: str, state: ProjectState, created: _Plan) -> OperationPhase:
+    model = op.model_name_lower
+    if created.is_new(app, model, op.old_name):
+        created.fields.add((app, model, op.new_name_lower))
+    label = f"{_model_label(state, app, op.model_name)}.{op.old_name}"
+    old = _state_field(state, app, op.model_name, op.old_name)
+    if _without_table(state, app, op.model_name):
+        return _no_table_verdict("RenameField", label)
+    if old is not None and old.db_column and not old.many_to_many:
+        reason = f"RenameField {label} to {op.new_name}: db_column keeps the column name"
+        return _pre(reason, "RenameField")
+    reason = f"RenameField {label} to {op.new_name}: renames a column old code uses"
+    return _post(reason, "RenameField")
+
+
+def _alter_field(op: Any, app: str, state: ProjectState, created: _Plan) -> OperationPhase:
+    label = f"{_model_label(state, app, op.model_name)}.{op.name}"
+    if _without_table(state, app, op.model_name):
+        return _no_table_verdict("AlterField", label)
+    old = _state_field(state, app, op.model_name, op.name)
+    if old is None:
+        return _post(f"AlterField {label}: the field is not in the state before it", "AlterField")
+    changes = field_changes(op.name, old, op.field)
+    if not changes:
+        return _pre(f"AlterField {label}: Python-side attributes only", "AlterField")
+    post = [text for phase, text, _ in changes if phase is Phase.POST_DEPLOY]
+    if post:
+        return _post(f"AlterField {label}: {'; '.join(post)}", "AlterField")
+    texts = "; ".join(text for _, text, _ in changes)
+    caution = any(caution for _, _, caution in changes)
+    return _pre(f"AlterField {label}: {texts}", "AlterField", caution=caution)
+
+
+# Special operations
+
+
+def _separate(op: Any, app: str, state: ProjectState, created: _Plan) -> OperationPhase:
+    kind = "SeparateDatabaseAndState"
+    if not op.database_operations:
+        return _pre(f"{kind}: changes Django's state only, not the database", kind)
+    # The database operations run against their own chain of states starting from the state
+    # before this operation; the state operations alone move the project state on.
+    inner_state = state.clone()
+    verdicts = []
+    for inner in op.database_operations:
+        verdicts.append(_classify_operation(inner, app, inner_state, created))
+        inner.state_forwards(app, inner_state)
+    post = [v for v in verdicts if v.phase is Phase.POST_DEPLOY]
+    if post:
+        reason = f"{kind}: {'; '.join(v.reason for v in post)}"
+        return OperationPhase(
+            Phase.POST_DEPLOY, reason, kind, needs_mark=any(v.needs_mark for v in post)
+        )
+    reason = f"{kind}: {'; '.join(v.reason for v in verdicts)}"
+    return _pre(reason, kind, caution=any(v.caution for v in verdicts))
+
+
+def _run_python(op: Any, app: str, state: ProjectState, created: _Plan) -> OperationPhase:
+    from django.db.migrations.operations.special import RunPython
+
+    name = _callable_name(op.code)
+    if op.code is RunPython.noop:
+        return _pre("RunPython noop: does nothing forwards", "RunPython")
+    why = "what it does to data cannot be judged from outside"
+    return _needs_mark(app, created, "RunPython", f"RunPython {name}", why)
+
+
+def _run_sql(op: Any, app: str, state: ProjectState, created: _Plan) -> OperationPhase:
+    sql = op.sql
+    if not sql or (isinstance(sql, list | tuple) and not any(sql)):
+        return _pre("RunSQL noop: does nothing forwards", "RunSQL")
+    why = "what its SQL does cannot be judged from outside"
+    return _needs_mark(app, created, "RunSQL", "RunSQL", why)
+
+
+def _callable_name(code: object) -> str:
+    return str(getattr(code, "__name__", type(code).__name__))
+
+
+_HANDLERS: dict[str, Handler] = {
+    _MODELS + "CreateModel": _create_model,
+    _MODELS + "DeleteModel": _delete_model,
+    _MODELS + "RenameModel": _rename_model,
+    _MODELS + "AlterModelTable": _alter_model_table,
+    _MODELS + "AlterModelTableComment": _alter_table_comment,
+    _MODELS + "AlterUniqueTogether": _alter_unique_together,
+    _MODELS + "AlterIndexTogether": _alter_index_together,
+    _MODELS + "AlterOrderWithRespectTo": _alter_order_with_respect_to,
+    _MODELS + "AlterModelOptions": _python_options,
+    _MODELS + "AlterModelManagers": _python_options,
+    _MODELS + "AddIndex": _add_index,
+    _MODELS + "RemoveIndex": _remove_index,
+    _MODELS + "RenameIndex": _rename_index,
+    _MODELS + "AddConstraint": _add_constraint,
+    _MODELS + "RemoveConstraint": _remove_constraint,
+    _MODELS + "AlterConstraint": _alter_constraint,
+    _FIELDS + "AddField": _add_field,
+    _FIELDS + "RemoveField": _remove_field,
+    _FIELDS + "AlterField": _alter_field,
+    _FIELDS + "RenameField": _rename_field,
+    _SPECIAL + "SeparateDatabaseAndState": _separate,
+    _SPECIAL + "RunPython": _run_python,
+    _SPECIAL + "RunSQL": _run_sql,
+    _POSTGRES + "CreateExtension": _create_extension,
+    _POSTGRES + "CreateCollation": _create_collation,
+    _POSTGRES + "RemoveCollation": _remove_collation,
+    _POSTGRES + "ValidateConstraint": _validate_constraint,
+}
+
+
+# --- AlterField: what changes for old code -----------------------------------------------------
+
+_INTEGER_RANKS = {
+    "django.db.models.SmallIntegerField": (1, False),
+    "django.db.models.IntegerField": (2, False),
+    "django.db.models.BigIntegerField": (3, False),
+    "django.db.models.PositiveSmallIntegerField": (1, True),
+    "django.db.models.PositiveIntegerField": (2, True),
+    "django.db.models.PositiveBigIntegerField": (3, True),
+    "django.db.models.SmallAutoField": (11, False),
+    "django.db.models.AutoField": (12, False),
+    "django.db.models.BigAutoField": (13, False),
+}
+# Stored as varchar everywhere; they differ only in Python-side validation and form widgets.
+_VARCHAR = {
+    "django.db.models.CharField",
+    "django.db.models.SlugField",
+    "django.db.models.EmailField",
+    "django.db.models.URLField",
+    "django.db.models.FileField",
+    "django.db.models.ImageField",
+    "django.db.models.FilePathField",
+}
+_TEXT = "django.db.models.TextField"
+# Keyword arguments that never reach the column definition.
+_PYTHON_ONLY = {
+    "default",
+    "auto_now",
+    "auto_now_add",
+    "upload_to",
+    "storage",
+    "unique_for_date",
+    "unique_for_month",
+    "unique_for_year",
+    "swappable",
+    "symmetrical",
+    "parent_link",
+    "through_fields",
+    "protocol",
+    "unpack_ipv4",
+    "path",
+    "match",
+    "recursive",
+    "allow_files",
+    "allow_folders",
+    "width_field",
+    "height_field",
+    "encoder",
+    "decoder",
+}
+# Keyword arguments judged one by one below.
+_JUDGED = {
+    "null",
+    "max_length",
+    "max_digits",
+    "decimal_places",
+    "primary_key",
+    "unique",
+    "db_index",
+    "db_default",
+    "db_column",
+    "db_collation",
+    "db_comment",
+    "db_tablespace",
+    "to",
+    "to_field",
+    "db_constraint",
+    "through",
+    "db_table",
+}
+
+Change = tuple[Phase, str, bool]
+_MISSING = object()
+
+
+def field_changes(name: str, old: Any, new: Any) -> list[Change]:
+    """What altering field ``name`` from ``old`` to ``new`` changes in the database.
+
+    Each change is (phase, description, caution). An empty list means only Python-side
+    attributes changed (help_text, choices, validators, verbose_name, default, ...). Widening
+    a column (longer varchar, varchar to text, a larger integer, more decimal digits) is
+    pre-deploy: old code's values still fit and new code may need the room at once.
+    """
+    return _FieldDiff(name, old, new).changes()
+
+
+class _FieldDiff:
+    """Compares two versions of one field, attribute by attribute."""
+
+    def __init__(self, name: str, old: Any, new: Any) -> None:
+        self.name, self.old, self.new = name, old, new
+        _, self.old_path, self.old_args, self.old_kwargs = old.deconstruct()
+        _, self.new_path, self.new_args, self.new_kwargs = new.deconstruct()
+        self.found: list[Change] = []
+
+    def pre(self, text: str, *, caution: bool = False) -> None:
+        self.found.append((Phase.PRE_DEPLOY, text, caution))
+
+    def post(self, text: str) -> None:
+        self.found.append((Phase.POST_DEPLOY, text, False))
+
+    def changes(self) -> list[Change]:
+        if self.same_column_type():
+            self.length()
+            self.decimals()
+        self.nullability()
+        self.keys_and_indexes()
+        self.database_default()
+        self.column()
+        self.relation()
+        self.unknown()
+        return self.found
+
+    def same_column_type(self) -> bool:
+        """Record a change of field class; True when both classes share a column type."""
+        old_path, new_path = self.old_path, self.new_path
+        if old_path == new_path or {old_path, new_path} <= _VARCHAR:
+            return True
+        arrow = f"{_short(old_path)} to {_short(new_path)}"
+        if old_path in _VARCHAR and new_path == _TEXT:
+            self.pre(f"widens {arrow}")
+            return False
+        if _widens_integer(old_path, new_path):
+            self.pre(f"widens {arrow}")
+            return False
+        self.post(f"changes the column type from {arrow}, which old code reads and writes")
+        return False
+
+    def length(self) -> None:
+        if self.new_path == _TEXT:  # max_length of a TextField is a form hint only
+            return
+        before = getattr(self.old, "max_length", None)
+        after = getattr(self.new, "max_length", None)
+        if before == after:
+            return
+        if after is None or (before is not None and after > before):
+            self.pre(f"raises max_length from {before} to {after or 'unlimited'}")
+        else:
+            shown = before or "unlimited"
+            self.post(
+                f"lowers max_length from {shown} to {after}; old code may write longer values"
+            )
+
+    def decimals(self) -> None:
+        digits, places = _digits(self.old)
+        new_digits, new_places = _digits(self.new)
+        if digits is None or places is None or new_digits is None or new_places is None:
+            return
+        if (digits, places) == (new_digits, new_places):
+            return
+        text = f"max_digits/decimal_places from {digits}/{places} to {new_digits}/{new_places}"
+        if new_places >= places and new_digits - new_places >= digits - places:
+            self.pre(f"widens {text}")
+        else:
+            self.post(f"narrows {text}; old code may write values that no longer fit")
+
+    def nullability(self) -> None:
+        if self.old.null and not self.new.null:
+            self.post("makes the column NOT NULL; old code may still write NULL")
+        elif self.new.null and not self.old.null:
+            self.pre("makes the column nullable")
+
+    def keys_and_indexes(self) -> None:
+        old, new = self.old, self.new
+        if old.primary_key != new.primary_key:
+            self.post("changes the primary key, which old code relies on")
+            return
+        old_unique, new_unique = getattr(old, "_unique", False), getattr(new, "_unique", False)
+        if new_unique and not old_unique:
+            text = (
+                "adds a unique constraint, which fails on existing duplicates and rejects "
+                "duplicate writes from old code"
+            )
+            self.pre(text, caution=True)
+        elif old_unique and not new_unique:
+            self.pre("drops the unique constraint")
+        if new.db_index and not old.db_index:
+            self.pre("adds an index")
+        elif old.db_index and not new.db_index:
+            self.pre("drops an index")
+
+    def database_default(self) -> None:
+        before = self.old_kwargs.get("db_default", _MISSING)
+        after = self.new_kwargs.get("db_default", _MISSING)
+        if before == after:
+            return
+        if before is _MISSING:
+            self.pre("adds a database default")
+        elif after is not _MISSING:
+            self.pre("changes the database default")
+        elif self.new.null:
+            self.pre("drops the database default")
+        else:
+            self.post("drops the database default of a NOT NULL column, which old code relies on")
+
+    def column(self) -> None:
+        before, after = self.old.db_column or self.name, self.new.db_column or self.name
+        if before != after:
+            self.post(f"renames the column from {before} to {after}, which old code uses")
+        if self._differs("db_comment"):
+            self.pre("changes the column comment")
+        if self._differs("db_tablespace"):
+            self.pre("changes the tablespace")
+        if self._differs("db_collation"):
+            text = "changes the collation, so ordering and comparisons change for old code too"
+            self.pre(text, caution=True)
+
+    def relation(self) -> None:
+        if any(
+            str(self.old_kwargs.get(key, "")).lower() != str(self.new_kwargs.get(key, "")).lower()
+            for key in ("to", "to_field")
+        ):
+            self.post("points the relation elsewhere, which changes what old code reads")
+        if self._differs("through") or self._differs("db_table"):
+            self.post("changes the many-to-many table, which old code uses")
+        before = self.old_kwargs.get("db_constraint", True)
+        after = self.new_kwargs.get("db_constraint", True)
+        if after and not before:
+            text = (
+                "adds a foreign key constraint, which fails on dangling rows and rejects such "
+                "writes from old code"
+            )
+            self.pre(text, caution=True)
+        elif before and not after:
+            self.pre("drops the foreign key constraint")
+
+    def unknown(self) -> None:
+        ignored = _PYTHON_ONLY | _JUDGED | set(self.old.non_db_attrs) | set(self.new.non_db_attrs)
+        keys = set(self.old_kwargs) | set(self.new_kwargs)
+        other = sorted(key for key in keys - ignored if self._differs(key))
+        if self.old_args != self.new_args:
+            other.insert(0, "positional arguments")
+        if other:
+            self.post(f"changes {', '.join(other)}, not known to be safe for old code")
+
+    def _differs(self, key: str) -> bool:
+        return bool(self.old_kwargs.get(key, _MISSING) != self.new_kwargs.get(key, _MISSING))
+
+
+def _widens_integer(old_path: str, new_path: str) -> bool:
+    """An integer column that gets larger and is not newly restricted to positive values."""
+    old, new = _INTEGER_RANKS.get(old_path), _INTEGER_RANKS.get(new_path)
+    if old is None or new is None or old[0] // 10 != new[0] // 10:
+        return False
+    return new[0] >= old[0] and (old[1] or not new[1])
+
+
+def _short(path: str) -> str:
+    return path.rsplit(".", 1)[-1]
+
+
+def _digits(field: Any) -> tuple[int | None, int | None]:
+    return getattr(field, "max_digits", None), getattr(field, "decimal_places", None)
+
+
+# --- policy ------------------------------------------------------------------------------------
+
+
+def split_plan(
+    planned: Iterable[PlannedMigration], policy: Policy, graph: Any
+) -> tuple[list[PlannedMigration], list[PlannedMigration]]:
+    """Split classified pending migrations into (to apply now, held) under ``policy``.
+
+    ``all`` and ``post-deploy`` apply everything. ``pre-deploy`` holds every post-deploy
+    migration and applies the pre-deploy ones in plan order; a pre-deploy migration that
+    depends on a held one (directly or through other pending migrations) cannot run without it,
+    so the plan cannot be split: PlanCannotBeSplit (exit 65) names both. ``graph`` is the
+    loader's ``MigrationGraph``, for dependencies.
+    """
+    planned = list(planned)
+    if policy is not Policy.PRE_DEPLOY:
+        return planned, []
+    apply: list[PlannedMigration] = []
+    held: list[PlannedMigration] = []
+    holding: dict[Node, Node] = {}
+    for migration in planned:
+        key = migration.key
+        if migration.phase is Phase.POST_DEPLOY:
+            holding[key] = key
+            held.append(migration)
+            continue
+        parents = sorted(parent.key for parent in graph.node_map[key].parents)
+        blocker = next((holding[parent] for parent in parents if parent in holding), None)
+        if blocker is not None:
+            raise PlanCannotBeSplit(key, blocker)
+        apply.append(migration)
+    return apply, held
+
+
+def _dotted(node: Node) -> str:
+    return f"{node[0]}.{node[1]}"
