@@ -17,13 +17,19 @@ from entrypoint.log import configure, flush, get_logger, mask
 from entrypoint.process import SignalStop, capture_signals, exec_command
 
 PROG = "django-entrypoint"
+COMMANDS = ("run", "migrate", "wait")
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse that raises ConfigError (exit 64) instead of printing usage and exiting 2."""
 
     def error(self, message: str) -> NoReturn:
-        msg = f"{message}; see '{PROG} --help'"
+        if "invalid choice" in message and self._subparsers is not None:
+            # argparse words this differently across Python versions; keep one wording.
+            given = message.split("invalid choice: ", 1)[1].split(" (", 1)[0]
+            msg = f"unknown command {given}; use one of {', '.join(COMMANDS)} (see '{PROG} --help')"
+        else:
+            msg = f"{message}; see '{PROG} --help'"
         raise ConfigError(msg)
 
 
@@ -87,7 +93,7 @@ def _main(argv: list[str], environ: Mapping[str, str]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        msg = f"no command given; use one of run, migrate, wait (see '{PROG} --help')"
+        msg = f"no command given; use one of {', '.join(COMMANDS)} (see '{PROG} --help')"
         raise ConfigError(msg)
     flags = {option.dest: getattr(args, option.dest, None) for option in config.OPTIONS}
     settings = config.load(environ, flags)

@@ -31,7 +31,6 @@ import math
 import os
 import re
 import select
-import subprocess
 import sys
 import threading
 import time
@@ -47,6 +46,7 @@ from entrypoint import __version__
 from entrypoint.errors import ConfigError, EntrypointError
 
 if TYPE_CHECKING:
+    import subprocess
     from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 
@@ -477,6 +477,8 @@ class HealthProcess:
         Raises :class:`ConfigError` when the address cannot be served (in use, not local,
         unknown host), :class:`EntrypointError` when the child does not come up in ``timeout``.
         """
+        import subprocess  # the health child never starts a process: keep it out of its imports
+
         if not 0 < port < 65536:
             message = f"health port must be between 1 and 65535, got {port}"
             raise ValueError(message)
@@ -559,6 +561,8 @@ class HealthProcess:
 
 
 def _end(process: subprocess.Popen[bytes], timeout: float = 2.0) -> None:
+    import subprocess
+
     try:
         process.wait(timeout)
     except subprocess.TimeoutExpired:

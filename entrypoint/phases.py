@@ -75,8 +75,8 @@ class PlanCannotBeSplit(PolicyError):
         name, held_name = _dotted(migration), _dotted(held)
         message = (
             f"cannot split the plan for the pre-deploy phase: {name} is pre-deploy but depends "
-            f"on {held_name}, which is post-deploy and held; mark {name} "
-            f'{MARK_ATTRIBUTE} = "post-deploy" or move it into the next release'
+            f"on {held_name}, which is post-deploy and held; set {MARK_ATTRIBUTE} = "
+            f'"post-deploy" on {name} or move it into the next release'
         )
         super().__init__(message)
 

@@ -80,7 +80,10 @@ def exec_command(argv: Sequence[str], before: Callable[[], None] | None = None) 
         msg = f"cannot run {program!r}: permission denied; make it executable (chmod +x)"
         raise ExecFailed(msg, EX_NOEXEC) from None
     except OSError as exc:
-        msg = f"cannot run {program!r}: {exc.strerror}; check the command after --"
+        msg = (
+            f"cannot run {program!r}: {exc.strerror}; check the command after -- "
+            "(a script needs a #! line)"
+        )
         raise ExecFailed(msg, EX_NOEXEC) from None
     finally:
         sys.stderr.flush()

@@ -76,18 +76,26 @@ def _probe_postgres(target: Target, timeout: float) -> None:
     try:
         psycopg.connect(**params, autocommit=True).close()
     except psycopg.OperationalError as exc:
-        text = " ".join(str(exc).split())
+        reason = connect_error_reason(exc)
         for needle, fix in _PERMANENT_POSTGRES:
-            if needle in text:
-                raise PermanentError(f"{_reason(text)}; {fix} in {target.settings_hint}") from exc
-        raise TransientError(_reason(text)) from exc
+            if needle in reason:
+                raise PermanentError(f"{reason}; {fix} in {target.settings_hint}") from exc
+        raise TransientError(reason) from exc
 
 
-def _reason(text: str) -> str:
-    # libpq prefixes "connection failed: connection to server at ... failed:"; keep the cause.
-    marker = "failed: "
-    tail = text.rsplit(marker, 1)[-1] if marker in text else text
-    return tail.strip().rstrip(".")
+def connect_error_reason(exc: BaseException) -> str:
+    """The cause of a libpq connection error on one line, without its boilerplate.
+
+    libpq says 'connection to server at "h", port 5432 failed: FATAL:  <cause>' and may add a
+    hint on a second line; keep the cause.
+    """
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    first = lines[0] if lines else type(exc).__name__
+    if "failed: " in first:
+        first = first.rsplit("failed: ", 1)[-1]
+    for prefix in ("FATAL:", "ERROR:"):
+        first = first.removeprefix(prefix).strip()
+    return first.rstrip(".")
 
 
 def _probe_sqlite(target: Target) -> None:

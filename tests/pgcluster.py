@@ -58,7 +58,7 @@ def port_answers(host: str, port: int, timeout: float = 0.5) -> bool:
 class Cluster:
     """One initdb'ed data directory and its server process."""
 
-    def __init__(self, bindir: Path, port: int) -> None:
+    def __init__(self, bindir: Path, port: int, password: str | None = None) -> None:
         self.bindir = bindir
         self.port = port
         self.user = None
@@ -72,8 +72,16 @@ class Cluster:
             self.user = "postgres"
             shutil.chown(self.root, "postgres")
         self.data = self.root / "data"
+        auth = ["-A", "trust"]
+        if password is not None:
+            # Password authentication over TCP, for the wrong-password tests.
+            pwfile = self.root / "pw"
+            pwfile.write_text(password)
+            if self.user:
+                shutil.chown(pwfile, self.user)
+            auth = ["--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={pwfile}"]
         self._run(
-            [str(bindir / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust",
+            [str(bindir / "initdb"), "-D", str(self.data), "-U", "postgres", *auth,
              "--no-sync", "-E", "UTF8", "--locale=C"]
         )  # fmt: skip
 

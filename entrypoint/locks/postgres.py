@@ -75,7 +75,9 @@ class PostgresLock:
         try:
             self.conn = psycopg.connect(**params, autocommit=True)
         except psycopg.OperationalError as exc:
-            reason = " ".join(str(exc).split())
+            from entrypoint.wait import connect_error_reason
+
+            reason = connect_error_reason(exc)
             msg = f"cannot open the lock connection to {self.description}: {reason}"
             raise DatabaseUnavailable(msg) from exc
         for name, value in _SESSION_SETTINGS:

@@ -1,0 +1,190 @@
+"""The read-only CI gate behind ``check``: what would stop a safe deploy, one problem per line.
+
+Everything is read through Django's public migration APIs on the database's own connection.
+Nothing is written: no lock, no ``django_migrations`` table (when it is missing, every migration
+is unapplied), no audit row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from django.db.migrations.questioner import NonInteractiveMigrationQuestioner
+
+from entrypoint.errors import ConfigError
+from entrypoint.phases import (
+    MARK_ATTRIBUTE,
+    PlanCannotBeSplit,
+    PlannedMigration,
+    Policy,
+    classify_plan,
+    split_plan,
+)
+
+if TYPE_CHECKING:
+    from django.db.backends.base.base import BaseDatabaseWrapper
+
+ProblemKind = Literal["unapplied", "missing", "conflict", "policy"]
+
+#: How many detected operations a "missing migration" line names before it says how many more.
+_SHOWN_CHANGES = 3
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One reason ``check`` fails, with a one-line message that names the fix."""
+
+    kind: ProblemKind
+    database: str
+    message: str
+    app: str | None = None
+    name: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form used by ``check --format json``."""
+        return {
+            "kind": self.kind,
+            "database": self.database,
+            "app": self.app,
+            "name": self.name,
+            "message": self.message,
+        }
+
+
+def find_problems(alias: str, policy: Policy | None) -> list[Problem]:
+    """Everything that should stop a deploy to database ``alias``, in a stable order.
+
+    Conflicting leaf nodes first, then model changes without a migration (what
+    ``makemigrations --check`` finds), then unapplied migrations in plan order, then what the
+    deploy-phase ``policy`` would hold or refuse. A policy of ``pre-deploy`` or ``post-deploy``
+    also reports data migrations and third-party operations that carry no phase mark; ``all``
+    or None reports no policy problems. Django must be set up; raises ConfigError for an alias
+    that is not in ``DATABASES``.
+    """
+    from django.db import connections
+    from django.db.migrations.executor import MigrationExecutor
+    from django.utils.connection import ConnectionDoesNotExist
+
+    try:
+        connection = connections[alias]
+    except ConnectionDoesNotExist:
+        known = ", ".join(sorted(connections.settings)) or "none"
+        message = f"database alias {alias!r} is not in DATABASES (configured: {known})"
+        raise ConfigError(message) from None
+    executor = MigrationExecutor(connection)
+    loader = executor.loader
+    problems = _conflicts(alias, loader, connection)
+    if not problems:
+        # Like makemigrations, which refuses to run until conflicts are merged.
+        problems += _missing(alias, loader)
+    plan = executor.migration_plan(loader.graph.leaf_nodes())
+    problems += [
+        Problem(
+            "unapplied",
+            alias,
+            f"{migration.app_label}.{migration.name} is not applied on database {alias!r}; "
+            "apply it with 'django-entrypoint migrate'",
+            migration.app_label,
+            migration.name,
+        )
+        for migration, _ in plan
+    ]
+    if policy is not None and policy is not Policy.ALL and plan:
+        problems += _policy_problems(alias, policy, classify_plan(plan, loader), loader.graph)
+    return problems
+
+
+def _conflicts(alias: str, loader: Any, connection: BaseDatabaseWrapper) -> list[Problem]:
+    from django.db.migrations.exceptions import InconsistentMigrationHistory
+
+    problems = [
+        Problem(
+            "conflict",
+            alias,
+            f"{app} has conflicting migrations {', '.join(sorted(names))} (several leaf nodes); "
+            f"run 'python manage.py makemigrations --merge {app}' and commit the merge migration",
+            app,
+        )
+        for app, names in sorted(loader.detect_conflicts().items())
+    ]
+    try:
+        loader.check_consistent_history(connection)
+    except InconsistentMigrationHistory as exc:
+        message = (
+            f"the migration history of database {alias!r} does not match the code: {exc}; "
+            "repair the django_migrations table before deploying"
+        )
+        problems.append(Problem("conflict", alias, message))
+    return problems
+
+
+class _ReadOnlyQuestioner(NonInteractiveMigrationQuestioner):
+    """Answers the autodetector's questions without exiting: a dry run only needs to know
+    that a migration is missing, not what default it would get."""
+
+    def __init__(self) -> None:
+        super().__init__(specified_apps=set(), dry_run=True, verbosity=0, log=lambda _: None)
+
+    def ask_not_null_addition(self, field_name: str, model_name: str) -> None:
+        return None
+
+    def ask_auto_now_add_addition(self, field_name: str, model_name: str) -> None:
+        return None
+
+
+def _missing(alias: str, loader: Any) -> list[Problem]:
+    from django.apps import apps
+    from django.db.migrations.autodetector import MigrationAutodetector
+    from django.db.migrations.state import ProjectState
+
+    autodetector = MigrationAutodetector(
+        loader.project_state(), ProjectState.from_apps(apps), _ReadOnlyQuestioner()
+    )
+    changes = autodetector.changes(graph=loader.graph)
+    problems = []
+    for app, migrations in sorted(changes.items()):
+        described = [op.describe() for migration in migrations for op in migration.operations]
+        shown = "; ".join(described[:_SHOWN_CHANGES])
+        if len(described) > _SHOWN_CHANGES:
+            shown += f"; and {len(described) - _SHOWN_CHANGES} more"
+        message = (
+            f"{app} has model changes without a migration ({shown}); "
+            f"run 'python manage.py makemigrations {app}' and commit the migration"
+        )
+        problems.append(Problem("missing", alias, message, app))
+    return problems
+
+
+def _policy_problems(
+    alias: str, policy: Policy, planned: list[PlannedMigration], graph: Any
+) -> list[Problem]:
+    problems = []
+    for p in planned:
+        unjudged = [op.reason for op in p.operations if op.needs_mark]
+        if p.needs_mark and unjudged:
+            message = (
+                f"{p.app}.{p.name}: {'; '.join(unjudged)}; set {MARK_ATTRIBUTE} = "
+                '"pre-deploy" or "post-deploy" on its Migration class'
+            )
+            problems.append(Problem("policy", alias, message, p.app, p.name))
+    try:
+        _, held = split_plan(planned, policy, graph)
+    except PlanCannotBeSplit as exc:
+        app, name = exc.migration
+        return [*problems, Problem("policy", alias, str(exc), app, name)]
+    problems += [
+        Problem(
+            "policy",
+            alias,
+            f"{p.app}.{p.name} is post-deploy and ENTRYPOINT_PHASE=pre-deploy holds it "
+            f"({'; '.join(p.reasons)}); apply it with ENTRYPOINT_PHASE=post-deploy once no "
+            "old code runs",
+            p.app,
+            p.name,
+        )
+        for p in held
+        # An unmarked one is already reported above, with the fix that comes first.
+        if not p.needs_mark
+    ]
+    return problems

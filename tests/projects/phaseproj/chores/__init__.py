@@ -1,0 +1,1 @@
+"""The chores app of the deploy-phase test project."""

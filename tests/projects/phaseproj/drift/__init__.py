@@ -1,0 +1,1 @@
+"""The drift app of the deploy-phase test project."""

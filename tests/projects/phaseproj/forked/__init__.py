@@ -1,0 +1,1 @@
+"""The forked app of the deploy-phase test project."""

@@ -1,0 +1,7 @@
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [("forked", "0001_initial")]
+
+    operations = [migrations.AddField("entry", "left", models.TextField(null=True))]

@@ -1,0 +1,1 @@
+"""The marks app of the deploy-phase test project."""

@@ -1,0 +1,1 @@
+"""A tiny project whose pending migrations cover the deploy-phase cases."""

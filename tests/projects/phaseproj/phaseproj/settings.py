@@ -1,0 +1,34 @@
+"""Settings of the deploy-phase test project, driven by environment variables.
+
+``PHASEPROJ_APPS``
+    Comma-separated apps to install (default ``shop``): ``shop`` (add a nullable field, then
+    drop a column), ``marks`` (migrations marked in each supported way), ``tangle`` (a
+    pre-deploy migration after a post-deploy one it depends on), ``chores`` (an unmarked
+    RunPython), ``drift`` (a model changed without a migration), ``forked`` (two leaf nodes).
+``PHASEPROJ_DATABASES``
+    A JSON object used verbatim as ``DATABASES``.
+``PHASEPROJ_DIR``
+    Directory of the SQLite file ``db.sqlite3`` used when ``PHASEPROJ_DATABASES`` is unset.
+"""
+
+import json
+import os
+from pathlib import Path
+
+SECRET_KEY = "phaseproj-not-a-secret"
+INSTALLED_APPS = [
+    app.strip() for app in os.environ.get("PHASEPROJ_APPS", "shop").split(",") if app.strip()
+]
+
+if "PHASEPROJ_DATABASES" in os.environ:
+    DATABASES = json.loads(os.environ["PHASEPROJ_DATABASES"])
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": Path(os.environ["PHASEPROJ_DIR"]) / "db.sqlite3",
+        }
+    }
+
+USE_TZ = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

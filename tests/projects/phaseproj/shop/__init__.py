@@ -1,0 +1,1 @@
+"""The shop app of the deploy-phase test project."""

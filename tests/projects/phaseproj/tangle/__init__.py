@@ -1,0 +1,1 @@
+"""The tangle app of the deploy-phase test project."""

@@ -1,0 +1,1 @@
+"""Database backends used only by the tests."""

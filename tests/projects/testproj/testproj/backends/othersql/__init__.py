@@ -1,0 +1,1 @@
+"""A backend the entrypoint has no lock for: SQLite under another vendor name."""
