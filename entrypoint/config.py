@@ -129,7 +129,10 @@ def _http_url(value: str) -> str:
 def _postgres_url(value: str) -> str:
     parts = urlsplit(value.strip())
     if parts.scheme not in {"postgres", "postgresql"} or not (parts.hostname or parts.query):
-        msg = "is not a PostgreSQL URL; use postgresql://USER@HOST:5432/DBNAME with the password after USER and a colon"
+        msg = (
+            "is not a PostgreSQL URL; use postgresql://USER@HOST:5432/DBNAME with the password "
+            "after USER and a colon"
+        )
         raise _Invalid(msg, secret=True)
     return value.strip()
 

@@ -202,7 +202,9 @@ class Launcher:
 
     def env(self, databases: dict[str, Any] | None = None, **extra: str) -> dict[str, str]:
         """The environment of a process: the test project, JSON logs, no health server."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("ENTRYPOINT_", "TESTPROJ_"))}
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("ENTRYPOINT_", "TESTPROJ_"))
+        }
         env.update(
             PYTHONPATH=os.pathsep.join([str(TESTPROJ), str(REPO)]),
             DJANGO_SETTINGS_MODULE="testproj.settings",

@@ -105,7 +105,9 @@ class Cluster:
     def stop(self) -> None:
         """Stop the server at once."""
         try:
-            self._run([str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"])
+            self._run(
+                [str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"]
+            )
         except subprocess.CalledProcessError:
             pass
 

@@ -49,63 +49,85 @@ def password_server() -> Iterator[int]:
 
 CONFIG_CASES = [
     pytest.param(
-        [], {"DJANGO_SETTINGS_MODULE": ""}, 64,
+        [],
+        {"DJANGO_SETTINGS_MODULE": ""},
+        64,
         "DJANGO_SETTINGS_MODULE is not set; set it (or pass --settings) to the project's settings "
         "module, e.g. mysite.settings",
         id="missing-settings",
     ),
     pytest.param(
-        ["--settings", "nosuchproject.settings"], {}, 64,
+        ["--settings", "nosuchproject.settings"],
+        {},
+        64,
         "DJANGO_SETTINGS_MODULE='nosuchproject.settings' cannot be imported: No module named "
         "'nosuchproject'; run from the project directory or put it on PYTHONPATH, and check the "
         "module name",
         id="unimportable-settings",
     ),
     pytest.param(
-        ["--settings", "not a module"], {}, 64,
+        ["--settings", "not a module"],
+        {},
+        64,
         "--settings='not a module' is not a Python module path; use a dotted name such as "
         "mysite.settings",
         id="malformed-settings",
     ),
     pytest.param(
-        [], {"ENTRYPOINT_DATABASES": "default,nope"}, 64,
+        [],
+        {"ENTRYPOINT_DATABASES": "default,nope"},
+        64,
         "ENTRYPOINT_DATABASES names unknown database alias 'nope'; settings.DATABASES has default",
         id="unknown-alias",
     ),
     pytest.param(
-        [], {"ENTRYPOINT_WAIT_TIMEOUT": "soon"}, 64,
+        [],
+        {"ENTRYPOINT_WAIT_TIMEOUT": "soon"},
+        64,
         "ENTRYPOINT_WAIT_TIMEOUT='soon' is not a duration; use seconds such as 60, 1.5, 90s, "
         "500ms, 2m or 1h",
         id="bad-duration",
     ),
     pytest.param(
-        ["--lock-timeout=-5"], {}, 64,
+        ["--lock-timeout=-5"],
+        {},
+        64,
         "--lock-timeout='-5' is not a duration; use seconds such as 60, 1.5, 90s, 500ms, 2m or 1h",
         id="negative-duration-flag",
     ),
     pytest.param(
-        [], {"ENTRYPOINT_HEALTH_PORT": "70000"}, 64,
+        [],
+        {"ENTRYPOINT_HEALTH_PORT": "70000"},
+        64,
         "ENTRYPOINT_HEALTH_PORT='70000' is not a TCP port; use a number from 1 to 65535, or 0 to "
         "turn the server off",
         id="bad-port",
     ),
     pytest.param(
-        [], {"ENTRYPOINT_DDL_RETRIES": "-1"}, 64,
+        [],
+        {"ENTRYPOINT_DDL_RETRIES": "-1"},
+        64,
         "ENTRYPOINT_DDL_RETRIES='-1' is not a whole number; use 0, 1, 2, ...",
         id="bad-count",
     ),
     pytest.param(
-        [], {"ENTRYPOINT_PHASE": "later"}, 64,
+        [],
+        {"ENTRYPOINT_PHASE": "later"},
+        64,
         "ENTRYPOINT_PHASE='later' is not accepted; use one of all, pre-deploy, post-deploy",
         id="bad-phase",
     ),
     pytest.param(
-        [], {"ENTRYPOINT_LOCK": "maybe"}, 64,
+        [],
+        {"ENTRYPOINT_LOCK": "maybe"},
+        64,
         "ENTRYPOINT_LOCK='maybe' is not accepted; use one of auto, off",
         id="bad-lock-mode",
     ),
     pytest.param(
-        [], {"ENTRYPOINT_LOCK_DATABASE_URL": f"mysql://app:{SECRET}@db/app"}, 64,
+        [],
+        {"ENTRYPOINT_LOCK_DATABASE_URL": f"mysql://app:{SECRET}@db/app"},
+        64,
         "ENTRYPOINT_LOCK_DATABASE_URL=(value hidden: it may hold a password) is not a PostgreSQL "
         "URL; use postgresql://USER@HOST:5432/DBNAME with the password after USER and a colon",
         id="bad-lock-url-hides-password",
@@ -115,7 +137,12 @@ CONFIG_CASES = [
 
 @pytest.mark.parametrize(("flags", "env", "code", "message"), CONFIG_CASES)
 def test_configuration_errors(
-    launcher: Launcher, tmp_path: Path, flags: list[str], env: dict[str, str], code: int, message: str
+    launcher: Launcher,
+    tmp_path: Path,
+    flags: list[str],
+    env: dict[str, str],
+    code: int,
+    message: str,
 ) -> None:
     """Bad settings exit 64 before anything connects, naming the variable and what is accepted."""
     environ = launcher.env(sqlite_databases(tmp_path), **env)
@@ -208,7 +235,9 @@ def test_missing_sqlite_directory(launcher: Launcher, tmp_path: Path) -> None:
     )
 
 
-def test_conflicting_migrations_are_reported_before_locking(launcher: Launcher, pg_db: PgDatabase) -> None:
+def test_conflicting_migrations_are_reported_before_locking(
+    launcher: Launcher, pg_db: PgDatabase
+) -> None:
     """Two leaf nodes in one app: 64 with the merge command, before any lock or migration."""
     env = launcher.env({"default": pg_entry(pg_db)}, TESTPROJ_EXTRA_APPS="conflicted")
     proc = launcher.run(["migrate"], env)

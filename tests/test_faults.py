@@ -19,7 +19,9 @@ def own_rows(pg: PgDatabase) -> list[tuple[str, str]]:
     return [(a, n) for a, n in rows]
 
 
-def test_sigkill_of_the_holder_lets_the_next_replica_finish(launcher: Launcher, pg_db: PgDatabase) -> None:
+def test_sigkill_of_the_holder_lets_the_next_replica_finish(
+    launcher: Launcher, pg_db: PgDatabase
+) -> None:
     """The holder dies by SIGKILL inside a migration: its session lock dies with it, the waiting
     replica takes over and applies everything exactly once."""
     slow = launcher.env({"default": pg_db.django()}, TESTPROJ_SLOW_SECONDS="60")
@@ -34,9 +36,13 @@ def test_sigkill_of_the_holder_lets_the_next_replica_finish(launcher: Launcher, 
     assert set(rows) == migrations_on_disk("inventory", "orders")
 
 
-def test_sigterm_of_a_waiting_replica_exits_143_at_once(launcher: Launcher, pg_db: PgDatabase) -> None:
+def test_sigterm_of_a_waiting_replica_exits_143_at_once(
+    launcher: Launcher, pg_db: PgDatabase
+) -> None:
     """A replica waiting for the lock ends within a second of SIGTERM, with 143."""
-    holder = launcher.start(["migrate"], launcher.env({"default": pg_db.django()}, TESTPROJ_SLOW_SECONDS="60"))
+    holder = launcher.start(
+        ["migrate"], launcher.env({"default": pg_db.django()}, TESTPROJ_SLOW_SECONDS="60")
+    )
     holder.wait_for_event("migration_started", migration="0003_slow")
     waiter = launcher.start(["migrate"], launcher.env({"default": pg_db.django()}))
     waiter.wait_for_event("lock_waiting")
@@ -44,7 +50,10 @@ def test_sigterm_of_a_waiting_replica_exits_143_at_once(launcher: Launcher, pg_d
     waiter.popen.send_signal(signal.SIGTERM)
     assert waiter.wait(5) == 143
     assert time.monotonic() - sent < 1.0
-    assert waiter.error_lines()[-1] == "django-entrypoint: error: stopped by SIGTERM before the app server started"
+    assert (
+        waiter.error_lines()[-1]
+        == "django-entrypoint: error: stopped by SIGTERM before the app server started"
+    )
 
 
 def test_sigterm_during_a_migration_rolls_it_back_and_frees_the_lock(
@@ -66,7 +75,9 @@ def test_sigterm_during_a_migration_rolls_it_back_and_frees_the_lock(
     )
     assert ("inventory", "0003_slow") not in own_rows(pg_db)
     # Nothing of the cancelled statement is left running on the server.
-    active = pg_db.query("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%%'")
+    active = pg_db.query(
+        "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%%'"
+    )
     assert active == [(0,)]
     follower = launcher.run(["migrate"], launcher.env({"default": pg_db.django()}))
     assert follower.popen.returncode == 0
@@ -75,7 +86,9 @@ def test_sigterm_during_a_migration_rolls_it_back_and_frees_the_lock(
     assert set(own_rows(pg_db)) == migrations_on_disk("inventory", "orders")
 
 
-@pytest.mark.skipif(find_bindir() is None, reason="needs initdb/pg_ctl (PATH, /usr/lib/postgresql or pgserver)")
+@pytest.mark.skipif(
+    find_bindir() is None, reason="needs initdb/pg_ctl (PATH, /usr/lib/postgresql or pgserver)"
+)
 def test_a_database_started_late_is_seen_within_a_second(launcher: Launcher) -> None:
     """The entrypoint starts before the server; it proceeds within a second of the server
     accepting connections."""
@@ -91,7 +104,9 @@ def test_a_database_started_late_is_seen_within_a_second(launcher: Launcher) -> 
             "HOST": "127.0.0.1",
             "PORT": str(port),
         }
-        proc = launcher.start(["wait"], launcher.env({"default": entry}, ENTRYPOINT_WAIT_TIMEOUT="60"))
+        proc = launcher.start(
+            ["wait"], launcher.env({"default": entry}, ENTRYPOINT_WAIT_TIMEOUT="60")
+        )
         proc.wait_for_event("database_unavailable")
         cluster.start(wait=False)
         deadline = time.monotonic() + 30

@@ -19,14 +19,22 @@ def recorded(pg: PgDatabase) -> list[tuple[str, str]]:
     return [(app, name) for app, name in rows]
 
 
-def test_migrate_applies_everything_on_a_fresh_postgres(launcher: Launcher, pg_db: PgDatabase) -> None:
+def test_migrate_applies_everything_on_a_fresh_postgres(
+    launcher: Launcher, pg_db: PgDatabase
+) -> None:
     """A fresh database ends with every migration recorded once and post_migrate's work done."""
     proc = launcher.run(["migrate"], launcher.env({"default": pg_db.django()}))
     assert proc.popen.returncode == 0, proc.stderr()
     assert sorted(recorded(pg_db)) == sorted(migrations_on_disk(*APPS))
     # post_migrate ran exactly as manage.py migrate runs it: content types and permissions exist.
-    assert pg_db.query("SELECT count(*) FROM django_content_type WHERE app_label = 'inventory'")[0][0] == 2
-    assert pg_db.query("SELECT count(*) FROM auth_permission WHERE codename = 'add_product'")[0][0] == 1
+    assert (
+        pg_db.query("SELECT count(*) FROM django_content_type WHERE app_label = 'inventory'")[0][0]
+        == 2
+    )
+    assert (
+        pg_db.query("SELECT count(*) FROM auth_permission WHERE codename = 'add_product'")[0][0]
+        == 1
+    )
     applied = [e for e in proc.events() if e["event"] == "migration_applied"]
     assert len(applied) == len(pg_db.query("SELECT 1 FROM django_migrations"))
     assert all(e["seconds"] >= 0 for e in applied)
@@ -43,26 +51,35 @@ def test_nothing_pending_skips_djangos_migrate(launcher: Launcher, pg_db: PgData
     assert [e["event"] for e in proc.events() if e["event"] == "nothing_to_migrate"] == [
         "nothing_to_migrate"
     ]
-    assert pg_db.query("SELECT count(*) FROM auth_permission WHERE codename = 'add_product'")[0][0] == 0
+    assert (
+        pg_db.query("SELECT count(*) FROM auth_permission WHERE codename = 'add_product'")[0][0]
+        == 0
+    )
 
 
 def test_run_execs_the_command_with_the_same_pid(launcher: Launcher, tmp_path: Path) -> None:
     """`run -- CMD` replaces the entrypoint: the command has the entrypoint's pid."""
     script = "import os; print('pid', os.getpid())"
-    proc = launcher.run(["run", "--", "python", "-c", script], launcher.env(sqlite_databases(tmp_path)))
+    proc = launcher.run(
+        ["run", "--", "python", "-c", script], launcher.env(sqlite_databases(tmp_path))
+    )
     assert proc.popen.returncode == 0, proc.stderr()
     assert proc.stdout().split() == ["pid", str(proc.pid)]
 
 
 @pytest.mark.parametrize("status", [0, 3, 42])
-def test_run_passes_the_exit_status_through(launcher: Launcher, tmp_path: Path, status: int) -> None:
+def test_run_passes_the_exit_status_through(
+    launcher: Launcher, tmp_path: Path, status: int
+) -> None:
     """The app server's exit status is the container's exit status."""
     env = launcher.env(sqlite_databases(tmp_path))
     proc = launcher.run(["run", "--", "sh", "-c", f"exit {status}"], env)
     assert proc.popen.returncode == status
 
 
-def test_the_app_server_gets_signals_directly_after_exec(launcher: Launcher, tmp_path: Path) -> None:
+def test_the_app_server_gets_signals_directly_after_exec(
+    launcher: Launcher, tmp_path: Path
+) -> None:
     """After the exec, SIGTERM reaches the app server's own handler, with default dispositions."""
     app = (
         "import signal, sys, time\n"
@@ -70,7 +87,9 @@ def test_the_app_server_gets_signals_directly_after_exec(launcher: Launcher, tmp
         "print('up', flush=True)\n"
         "time.sleep(30)\n"
     )
-    proc = launcher.start(["run", "--", "python", "-c", app], launcher.env(sqlite_databases(tmp_path)))
+    proc = launcher.start(
+        ["run", "--", "python", "-c", app], launcher.env(sqlite_databases(tmp_path))
+    )
     deadline = time.monotonic() + 30
     while "up" not in proc.stdout() and time.monotonic() < deadline:
         time.sleep(0.02)
