@@ -44,6 +44,10 @@ class MigrationFailed(EntrypointError):
 
     exit_code = EX_SOFTWARE
 
+    def __init__(self, message: str, *, lock_timeout: bool = False) -> None:
+        super().__init__(message)
+        self.lock_timeout = lock_timeout
+
 
 class LockTimeout(EntrypointError):
     """The migration lock was not acquired before its deadline."""

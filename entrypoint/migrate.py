@@ -42,6 +42,8 @@ class Progress:
     current: Node | None = None
     current_atomic: bool = True
     started: float = 0.0
+    failed: Node | None = None
+    failed_atomic: bool = True
 
 
 def conflicts_message(conflicts: dict[str, list[str]]) -> str:
@@ -104,21 +106,54 @@ def apply(
     alias: str,
     on_event: OnEvent,
     *,
+    targets: list[Node] | None = None,
+    retries: int = 0,
     progress: Progress | None = None,
     run_checks: bool = True,
     clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> list[Applied]:
     """Run Django's migrate on ``alias``; return what was applied.
+
+    ``targets`` limits the run to those nodes and their dependencies (one ``migrate APP NAME``
+    per target, in order); None applies everything. An atomic migration that fails on the DDL
+    lock timeout is retried up to ``retries`` times with back-off (it rolled back whole).
 
     Raises MigrationFailed (exit 70) naming the migration and the database error, or
     Interrupted when SIGTERM/SIGINT arrived (the statement in flight was cancelled).
     """
+    state = progress if progress is not None else Progress()
+    attempt = 0
+    while True:
+        try:
+            for target in targets if targets is not None else [None]:
+                _apply_once(alias, on_event, state, target, run_checks=run_checks, clock=clock)
+        except MigrationFailed as exc:
+            if not (exc.lock_timeout and state.failed_atomic and attempt < retries):
+                raise
+            attempt += 1
+            delay = min(0.5 * 2 ** (attempt - 1), 10.0)
+            app, name = state.failed or ("", "")
+            on_event("migration_retry", level="warning", database=alias, app=app,
+                     migration=name, attempt=attempt, retries=retries, delay=delay)  # fmt: skip
+            sleep(delay)
+            continue
+        return list(state.applied)
+
+
+def _apply_once(
+    alias: str,
+    on_event: OnEvent,
+    state: Progress,
+    target: Node | None,
+    *,
+    run_checks: bool,
+    clock: Callable[[], float],
+) -> None:
     from django.core.management import call_command
     from django.core.management.base import SystemCheckError
     from django.core.management.commands.migrate import Command as MigrateCommand
     from django.db.migrations.exceptions import InconsistentMigrationHistory
-
-    state = progress if progress is not None else Progress()
 
     class Command(MigrateCommand):
         def migration_progress_callback(
@@ -138,10 +173,13 @@ def apply(
                          seconds=round(done.seconds, 4))  # fmt: skip
 
     command = Command(stdout=io.StringIO(), stderr=io.StringIO())
+    args = list(target) if target is not None else []
+    state.current = state.failed = None
     try:
         call_command(
-            command, database=alias, interactive=False, verbosity=0, skip_checks=not run_checks
-        )
+            command, *args, database=alias, interactive=False, verbosity=0,
+            skip_checks=not run_checks,
+        )  # fmt: skip
     except SignalStop as stop:
         raise Interrupted(stop.signum, _interrupted_message(stop.signum, alias, state)) from None
     except SystemCheckError as exc:
@@ -154,16 +192,27 @@ def apply(
         )
         raise MigrationFailed(msg) from exc
     except Exception as exc:
+        lock_timeout = _is_lock_timeout(exc)
         if state.current is not None:
-            app, name = state.current
+            app, name = state.failed = state.current
+            state.failed_atomic = state.current_atomic
             seconds = round(clock() - state.started, 4)
-            on_event("migration_failed", database=alias, app=app, migration=name,
-                     error=type(exc).__name__, seconds=seconds)  # fmt: skip
+            on_event("migration_failed", level="error", database=alias, app=app,
+                     migration=name, error=type(exc).__name__, seconds=seconds)  # fmt: skip
             msg = f"migration {app}.{name} failed on database {alias!r}: {_error_text(exc)}"
         else:
             msg = f"migrate failed on database {alias!r}: {_error_text(exc)}"
-        raise MigrationFailed(msg) from exc
-    return list(state.applied)
+        raise MigrationFailed(msg, lock_timeout=lock_timeout) from exc
+
+
+def _is_lock_timeout(exc: BaseException) -> bool:
+    """True when the error, or its cause, is PostgreSQL's lock_not_available (55P03)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if getattr(seen, "sqlstate", None) == "55P03":
+            return True
+        seen = seen.__cause__
+    return False
 
 
 def _error_text(exc: BaseException) -> str:

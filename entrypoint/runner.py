@@ -183,7 +183,7 @@ def _migrate_one(
         reporter.event("plan", database=alias, pending=len(plan),
                        migrations=[f"{m.app_label}.{m.name}" for m in plan])  # fmt: skip
         engine.prepare_session(alias, settings.ddl_lock_timeout)
-        applied = engine.apply(alias, reporter.event)
+        applied = engine.apply(alias, reporter.event, retries=settings.ddl_retries)
         reporter.event("migrated", database=alias, applied=len(applied),
                        seconds=round(sum(a.seconds for a in applied), 3))  # fmt: skip
         return applied
