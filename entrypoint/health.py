@@ -323,11 +323,8 @@ def readiness(
 
 _REASONS = {
     200: "200 OK",
-    400: "400 Bad Request",
     404: "404 Not Found",
     405: "405 Method Not Allowed",
-    408: "408 Request Timeout",
-    431: "431 Request Header Fields Too Large",
     503: "503 Service Unavailable",
 }
 _PATHS = ("/livez", "/readyz", "/metrics")
@@ -398,7 +395,10 @@ def http_status(url: str, timeout: float) -> int | None:
 
 
 def probe(url: str, timeout: float = 2.0) -> bool:
-    """True when a GET on ``url`` answers 200 within ``timeout`` seconds; never raises."""
+    """True when a GET on ``url`` answers 200; False on anything else, never an exception.
+
+    ``timeout`` bounds each step (connect, send, each read), which is what a probe needs.
+    """
     return http_status(url, timeout) == 200
 
 
@@ -482,12 +482,14 @@ class HealthProcess:
         if not 0 < port < 65536:
             message = f"health port must be between 1 and 65535, got {port}"
             raise ValueError(message)
-        # The pipes subprocess creates are close-on-exec in this process, so the app server
-        # started by the later exec inherits neither end.
+        # The pipes are close-on-exec on this side, so the app server started by the later
+        # exec inherits neither end. -P: a project package in the working directory named like
+        # a stdlib module (an app called `email` or `calendar`) must not shadow the child's.
         process = subprocess.Popen(
-            [sys.executable, "-m", "entrypoint._healthd", addr, str(port)],
+            [sys.executable, "-P", "-m", "entrypoint._healthd", addr, str(port)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            env=_child_environment(),
         )
         line = ""
         if process.stdout is not None:
@@ -508,19 +510,31 @@ class HealthProcess:
                 "or set ENTRYPOINT_HEALTH_PORT=0 to turn the health server off"
             )
             raise ConfigError(message)
-        process.kill()
-        process.wait()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+            what = f"did not report listening within {timeout:g} s"
+        else:
+            what = f"exited with status {process.returncode} before listening"
         message = (
-            f"the health server for {where} did not start within {timeout:g} s "
-            f"(exit status {process.returncode}); see its output above, "
+            f"the health server for {where} {what}; see its output above, "
             "or set ENTRYPOINT_HEALTH_PORT=0 to turn the health server off"
         )
         raise EntrypointError(message)
 
-    def send(self, kind: str, /, **fields: object) -> None:
-        """Send one message to the child; never raises and never blocks for long."""
-        data = json.dumps({**fields, "type": kind}, default=str, separators=(",", ":")) + "\n"
-        encoded = data.encode()
+    def send(self, kind: str, **fields: object) -> None:
+        """Send one message to the child; never raises and never blocks for long.
+
+        For ``failed``, ``error`` may be the exception itself; only its class name is sent.
+        """
+        if kind == "failed":
+            error = fields.get("error")
+            if isinstance(error, BaseException):
+                error = type(error).__name__
+            fields["error"] = summarize_error(error) if isinstance(error, str) else "error"
+        encoded = _encode(kind, fields)
+        if len(encoded) > select.PIPE_BUF:
+            encoded = _encode(kind, {k: _shorten(v) for k, v in fields.items()})
         # Writes up to PIPE_BUF are atomic: a message arrives whole or not at all.
         if len(encoded) > select.PIPE_BUF:
             return
@@ -558,6 +572,27 @@ class HealthProcess:
             if pipe is not None:
                 with contextlib.suppress(OSError):
                     pipe.close()
+
+
+def _encode(kind: str, fields: Mapping[str, object]) -> bytes:
+    data = json.dumps({**fields, "type": kind}, default=str, separators=(",", ":"))
+    return data.encode() + b"\n"
+
+
+def _shorten(value: object) -> object:
+    return value[:_MAX_LABEL] if isinstance(value, str) else value
+
+
+def _child_environment() -> dict[str, str] | None:
+    # With -P the child no longer sees the working directory; when that is where this package
+    # comes from (a source checkout), name it explicitly.
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cwd = os.getcwd()
+    elsewhere = {os.path.abspath(entry) for entry in sys.path if entry} - {cwd}
+    if root in elsewhere:
+        return None
+    paths = [root, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
 
 
 def _end(process: subprocess.Popen[bytes], timeout: float = 2.0) -> None:

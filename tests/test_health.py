@@ -185,26 +185,52 @@ def metrics(registry: CollectorRegistry) -> HealthMetrics:
     return build_metrics(registry)
 
 
+class Processes:
+    """Every process a test starts, so that teardown can end them all."""
+
+    def __init__(self) -> None:
+        self.popens: list[subprocess.Popen[bytes]] = []
+        self.healths: list[HealthProcess] = []
+        self.health_pids: list[int] = []
+
+    def health(self, addr: str = "127.0.0.1", port: int | None = None) -> HealthProcess:
+        """Start a health child through the real ``HealthProcess.start``."""
+        process = HealthProcess.start(addr, free_port() if port is None else port)
+        self.healths.append(process)
+        return process
+
+    def popen(self, command: list[str], cwd: Path | None = None) -> subprocess.Popen[bytes]:
+        """Start ``command`` with pipes for stdin and stdout."""
+        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=cwd)
+        self.popens.append(process)
+        return process
+
+    def end_all(self) -> None:
+        """Stop the health children, kill the rest, reap what is ours."""
+        for health in self.healths:
+            health.stop()
+        for popen in self.popens:
+            if popen.poll() is None:
+                popen.kill()
+            popen.wait(5)
+        for pid in self.health_pids:
+            kill_health_child(pid)
+
+
 @pytest.fixture
-def health() -> Iterator[HealthProcess]:
-    """A real health child on a free port; stopped (and killed if need be) afterwards."""
-    process = HealthProcess.start("127.0.0.1", free_port())
+def processes() -> Iterator[Processes]:
+    """Processes started by the test, all ended in teardown."""
+    started = Processes()
     try:
-        yield process
+        yield started
     finally:
-        process.stop()
-        kill_health_child(process.pid)
+        started.end_all()
 
 
 @pytest.fixture
-def spawned() -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Processes a test starts; each killed and reaped afterwards."""
-    processes: list[subprocess.Popen[bytes]] = []
-    yield processes
-    for process in processes:
-        if process.poll() is None:
-            process.kill()
-        process.wait(5)
+def health(processes: Processes) -> HealthProcess:
+    """A real health child on a free port, stopped in teardown."""
+    return processes.health()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -545,14 +571,39 @@ def test_readyz_follows_the_run_over_http(health: HealthProcess) -> None:
 def test_failed_run_is_503_failed_over_http(health: HealthProcess) -> None:
     """A `failed` message turns /readyz 503 `failed` without the secret in the error text."""
     health.send("migration_failed", database="default", app="shop", name="0003_x")
-    health.send("failed", error=SECRET_ERROR)
-    body = readyz_becomes(health.port, 503)
+    health.send("failed", error=SECRET_ERROR + " " + "x" * 10_000)
     assert wait_for(lambda: readyz(health.port)[1]["status"] == "failed")
     status, _, raw = get(health.port, "/readyz")
     assert status == 503
     assert b"secret" not in raw
+    assert json.loads(raw)["error"] == "OperationalError"
     assert json.loads(raw)["migration"] == "shop.0003_x"
-    assert body["phase"] in ("waiting_for_database", "failed")
+    assert get(health.port, "/readyz", "HEAD")[::2] == (503, b"")
+
+
+@pytest.mark.timeout(30)
+def test_failed_accepts_the_exception_itself(health: HealthProcess) -> None:
+    """`send("failed", error=exc)` shows the exception's class, never its message."""
+
+    class InconsistentMigrationHistory(Exception):
+        pass
+
+    health.send("failed", error=InconsistentMigrationHistory("postgres://u:secret@h/db"))
+    assert wait_for(lambda: readyz(health.port)[1].get("error") == "InconsistentMigrationHistory")
+
+
+@pytest.mark.timeout(30)
+def test_stdlib_names_in_the_working_directory_do_not_shadow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, processes: Processes
+) -> None:
+    """A project package named like a stdlib module (an app called `email`) cannot break health."""
+    for name in ("email", "json", "calendar"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "__init__.py").write_text("raise SystemExit('shadowed stdlib')\n")
+    monkeypatch.chdir(tmp_path)
+    health = processes.health()
+    health.send("ready")
+    readyz_becomes(health.port, 200)
 
 
 @pytest.mark.timeout(30)
@@ -582,7 +633,7 @@ def test_address_that_is_not_local_is_a_config_error() -> None:
 
 
 @pytest.mark.timeout(30)
-def test_ipv6_any_address_serves_both_families() -> None:
+def test_ipv6_any_address_serves_both_families(processes: Processes) -> None:
     """`::` listens dual-stack: answered on ::1 and on 127.0.0.1."""
     if not socket.has_ipv6:
         pytest.skip("no IPv6 in this Python")
@@ -591,14 +642,10 @@ def test_ipv6_any_address_serves_both_families() -> None:
             sock.bind(("::1", 0))
     except OSError:
         pytest.skip("no IPv6 loopback on this host")
-    process = HealthProcess.start("::", free_port())
-    try:
-        assert process.host == "::"
-        assert get(process.port, "/livez", host="::1")[0] == 200
-        assert get(process.port, "/livez", host="127.0.0.1")[0] == 200
-    finally:
-        process.stop()
-        kill_health_child(process.pid)
+    process = processes.health("::")
+    assert process.host == "::"
+    assert get(process.port, "/livez", host="::1")[0] == 200
+    assert get(process.port, "/livez", host="127.0.0.1")[0] == 200
 
 
 @pytest.mark.timeout(30)
@@ -633,15 +680,10 @@ def test_dead_child_is_reaped_and_send_never_raises(health: HealthProcess) -> No
 
 
 @pytest.mark.timeout(30)
-def test_child_ignores_bad_lines_on_its_pipe(spawned: list[subprocess.Popen[bytes]]) -> None:
+def test_child_ignores_bad_lines_on_its_pipe(processes: Processes) -> None:
     """Garbage, non-objects and unknown types on stdin are skipped; later messages still apply."""
     port = free_port()
-    child = subprocess.Popen(
-        [sys.executable, "-m", "entrypoint._healthd", "127.0.0.1", str(port)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-    )
-    spawned.append(child)
+    child = processes.popen([sys.executable, "-m", "entrypoint._healthd", "127.0.0.1", str(port)])
     assert child.stdout is not None
     assert child.stdin is not None
     assert child.stdout.readline() == f"listening 127.0.0.1 {port}\n".encode()
@@ -660,7 +702,7 @@ def test_child_ignores_bad_lines_on_its_pipe(spawned: list[subprocess.Popen[byte
 
 @pytest.mark.timeout(30)
 def test_child_ends_when_the_entrypoint_is_killed_before_exec(
-    tmp_path: Path, spawned: list[subprocess.Popen[bytes]]
+    tmp_path: Path, processes: Processes
 ) -> None:
     """SIGKILL of the entrypoint while it migrates takes the health child down within 2 s."""
     port = free_port()
@@ -677,17 +719,14 @@ def test_child_ends_when_the_entrypoint_is_killed_before_exec(
             """
         )
     )
-    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE)
-    spawned.append(parent)
+    parent = processes.popen([sys.executable, str(script)])
     assert parent.stdout is not None
     health_pid = int(parent.stdout.readline())
-    try:
-        readyz_becomes(port, 503)
-        parent.kill()
-        parent.wait(5)
-        assert wait_for(lambda: process_gone(health_pid), 2.0)
-    finally:
-        kill_health_child(health_pid)
+    processes.health_pids.append(health_pid)
+    readyz_becomes(port, 503)
+    parent.kill()
+    parent.wait(5)
+    assert wait_for(lambda: process_gone(health_pid), 2.0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -711,7 +750,7 @@ os.execvp(sys.executable, [sys.executable, *program])
 
 def start_and_exec(
     tmp_path: Path,
-    spawned: list[subprocess.Popen[bytes]],
+    processes: Processes,
     port: int,
     app_url: str,
     program: list[str],
@@ -722,15 +761,12 @@ def start_and_exec(
     """
     script = tmp_path / "entrypoint_stand_in.py"
     script.write_text(EXEC_SCRIPT)
-    process = subprocess.Popen(
-        [sys.executable, str(script), str(port), app_url, *program],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        cwd=tmp_path,
+    process = processes.popen(
+        [sys.executable, str(script), str(port), app_url, *program], cwd=tmp_path
     )
-    spawned.append(process)
     assert process.stdout is not None
     app_pid, health_pid = map(int, process.stdout.readline().split())
+    processes.health_pids.append(health_pid)
     assert app_pid == process.pid
 
     def execed() -> bool:
@@ -753,77 +789,62 @@ def report_memory(health_pid: int) -> None:
 
 @pytest.mark.timeout(60)
 def test_health_outlives_the_exec_and_ends_with_the_program(
-    tmp_path: Path, spawned: list[subprocess.Popen[bytes]]
+    tmp_path: Path, processes: Processes
 ) -> None:
     """After the exec /readyz stays 200, the program inherits no pipe, and health ends with it."""
     port = free_port()
     waiter = "import sys; sys.stdin.read()"
-    app, health_pid = start_and_exec(tmp_path, spawned, port, "", ["-c", waiter])
-    try:
-        body = readyz_becomes(port, 200)
-        assert body == {"status": "ready", "phase": "ready", "database": "default", "exec": True}
-        # The exec'd program holds only its standard streams (once its own start-up is over,
-        # which opens files too): no pipe to the health child was inherited.
-        fds = f"/proc/{app.pid}/fd"
-        assert wait_for(lambda: sorted(os.listdir(fds), key=int) == ["0", "1", "2"]), os.listdir(
-            fds
-        )
-        for _ in range(20):
-            get(port, "/readyz")
-            get(port, "/metrics")
-        report_memory(health_pid)
-        assert status_kb(health_pid, "VmRSS") < 40_000
-        assert app.stdin is not None
-        app.stdin.close()  # the program exits normally
-        assert app.wait(5) == 0
-        assert wait_for(lambda: process_gone(health_pid), 2.0)
-    finally:
-        kill_health_child(health_pid)
+    app, health_pid = start_and_exec(tmp_path, processes, port, "", ["-c", waiter])
+    body = readyz_becomes(port, 200)
+    assert body == {"status": "ready", "phase": "ready", "database": "default", "exec": True}
+    # The exec'd program holds only its standard streams (once its own start-up is over, which
+    # opens files too): no pipe to the health child was inherited.
+    fds = f"/proc/{app.pid}/fd"
+    assert wait_for(lambda: sorted(os.listdir(fds), key=int) == ["0", "1", "2"]), os.listdir(fds)
+    for _ in range(20):
+        get(port, "/readyz")
+        get(port, "/metrics")
+    report_memory(health_pid)
+    assert status_kb(health_pid, "VmRSS") < 40_000
+    assert app.stdin is not None
+    app.stdin.close()  # the program exits normally
+    assert app.wait(5) == 0
+    assert wait_for(lambda: process_gone(health_pid), 2.0)
 
 
 @pytest.mark.timeout(60)
 def test_readiness_follows_the_app_server_and_ends_when_it_is_killed(
-    tmp_path: Path, spawned: list[subprocess.Popen[bytes]]
+    tmp_path: Path, processes: Processes
 ) -> None:
     """With an app health URL, /readyz waits for the exec'd server; SIGKILL of it ends health."""
     port, app_port = free_port(), free_port()
     program = ["-m", "http.server", str(app_port), "--bind", "127.0.0.1"]
     app_url = f"http://127.0.0.1:{app_port}/"
-    app, health_pid = start_and_exec(tmp_path, spawned, port, app_url, program)
-    try:
-        body = readyz_becomes(port, 200, timeout=10.0)
-        assert body["status"] == "ready"
-        assert get(app_port, "/")[0] == 200
-        report_memory(health_pid)
-        app.kill()
-        app.wait(5)
-        assert wait_for(lambda: process_gone(health_pid), 2.0)
-    finally:
-        kill_health_child(health_pid)
+    app, health_pid = start_and_exec(tmp_path, processes, port, app_url, program)
+    body = readyz_becomes(port, 200, timeout=10.0)
+    assert body["status"] == "ready"
+    assert get(app_port, "/")[0] == 200
+    report_memory(health_pid)
+    app.kill()
+    app.wait(5)
+    assert wait_for(lambda: process_gone(health_pid), 2.0)
 
 
 @pytest.mark.timeout(60)
 def test_readiness_is_app_not_ready_while_the_app_does_not_answer(
-    tmp_path: Path, spawned: list[subprocess.Popen[bytes]]
+    tmp_path: Path, processes: Processes
 ) -> None:
     """After the exec, an app health URL that does not answer keeps /readyz 503 app_not_ready."""
     port = free_port()
     app_url = f"http://127.0.0.1:{free_port()}/healthz"
-    app, health_pid = start_and_exec(
-        tmp_path, spawned, port, app_url, ["-c", "import sys; sys.stdin.read()"]
-    )
-    try:
-        body = readyz_becomes(port, 503)
-        assert body == {
-            "status": "app_not_ready",
-            "phase": "ready",
-            "database": "default",
-            "exec": True,
-        }
-    finally:
-        app.kill()
-        app.wait(5)
-        kill_health_child(health_pid)
+    start_and_exec(tmp_path, processes, port, app_url, ["-c", "import sys; sys.stdin.read()"])
+    body = readyz_becomes(port, 503)
+    assert body == {
+        "status": "app_not_ready",
+        "phase": "ready",
+        "database": "default",
+        "exec": True,
+    }
 
 
 # ---------------------------------------------------------------------------------------------
