@@ -56,6 +56,12 @@ def resolve_targets(requested: tuple[str, ...]) -> list[Target]:
             connection = connections[alias]
         except Exception as exc:  # ImproperlyConfigured, or a backend that does not import
             msg = f"settings.DATABASES[{alias!r}] cannot be used: {first_line(exc)}"
+            if "Error loading MySQLdb module" in str(exc):
+                engine = settings.DATABASES[alias].get("ENGINE", "")
+                msg = (
+                    f"settings.DATABASES[{alias!r}] uses {engine}, but its driver mysqlclient "
+                    "is not installed; install it with pip install 'django-entrypoint[mysql]'"
+                )
             raise ConfigError(msg) from exc
         params = connection.settings_dict
         register_secret(params.get("PASSWORD"))

@@ -36,7 +36,10 @@ _PERMANENT_MYSQL = {
     1044: "fix USER or grant access to the database",
     1045: "check USER and PASSWORD",
     1049: "create it, or fix NAME",
+    1130: "allow this client's host for USER on the server, or fix HOST",
+    1698: "check USER and PASSWORD",
     2005: "fix HOST",
+    2059: "install the server's authentication plugin on this client, or change USER's plugin",
 }
 
 
@@ -64,6 +67,8 @@ def probe(target: Target, timeout: float) -> None:
         _probe_postgres(target, timeout)
     elif target.vendor == "sqlite":
         _probe_sqlite(target)
+    elif target.vendor == "mysql":
+        _probe_mysql(target, timeout)
     else:
         _probe_django(target)
 
@@ -96,6 +101,25 @@ def connect_error_reason(exc: BaseException) -> str:
     for prefix in ("FATAL:", "ERROR:"):
         first = first.removeprefix(prefix).strip()
     return first.rstrip(".")
+
+
+def _probe_mysql(target: Target, timeout: float) -> None:
+    import MySQLdb
+
+    from entrypoint.locks.mysql import error_reason, mysql_params
+
+    params = mysql_params(target.alias)
+    # Without it a host that drops packets holds one attempt for minutes, past the deadline.
+    params["connect_timeout"] = max(1, int(min(timeout, CONNECT_TIMEOUT) + 0.999))
+    try:
+        MySQLdb.connect(**params).close()
+    except MySQLdb.Error as exc:
+        code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+        reason = error_reason(exc)
+        if code in _PERMANENT_MYSQL:
+            msg = f"{reason}; {_PERMANENT_MYSQL[code]} in {target.settings_hint}"
+            raise PermanentError(msg) from exc
+        raise TransientError(reason) from exc
 
 
 def _probe_sqlite(target: Target) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from tests.mysql_fixtures import mysql_db, mysql_factory, mysql_server  # noqa: F401 - fixtures
 from tests.pgcluster import Cluster, find_bindir, free_port, port_answers
 
 TESTS = Path(__file__).resolve().parent

@@ -271,7 +271,8 @@ def test_unsupported_backend_needs_the_lock_off(launcher: Launcher, tmp_path: Pa
     assert run_bad(launcher, ["migrate"], env) == (
         64,
         "database 'default' uses testproj.backends.othersql, which has no migration lock here; "
-        "use PostgreSQL or SQLite, or set ENTRYPOINT_LOCK=off if only one process migrates",
+        "use PostgreSQL, MySQL/MariaDB or SQLite, or set ENTRYPOINT_LOCK=off if only one process "
+        "migrates",
     )
     proc = launcher.run(["migrate"], {**env, "ENTRYPOINT_LOCK": "off"})
     assert proc.popen.returncode == 0, proc.stderr()

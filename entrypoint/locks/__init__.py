@@ -8,12 +8,13 @@ import socket
 from entrypoint.databases import Target, postgres_params
 from entrypoint.errors import ConfigError
 from entrypoint.locks.base import Backend, Waiting, acquire
+from entrypoint.locks.mysql import MySQLLock, lock_name, mysql_params
 from entrypoint.locks.postgres import PostgresLock, lock_key
 from entrypoint.locks.sqlite import FileLock
 
 __all__ = ["Backend", "NoLock", "Waiting", "acquire", "application_name", "lock_key", "make_lock"]
 
-SUPPORTED = ("postgresql", "sqlite")
+SUPPORTED = ("postgresql", "sqlite", "mysql")
 
 
 class NoLock:
@@ -54,7 +55,8 @@ def check_supported(target: Target, mode: str) -> None:
         return
     msg = (
         f"database {target.alias!r} uses {target.engine}, which has no migration lock here; "
-        "use PostgreSQL or SQLite, or set ENTRYPOINT_LOCK=off if only one process migrates"
+        "use PostgreSQL, MySQL/MariaDB or SQLite, or set ENTRYPOINT_LOCK=off if only one "
+        "process migrates"
     )
     raise ConfigError(msg)
 
@@ -70,6 +72,13 @@ def make_lock(
         if not target.name or target.name == ":memory:" or "mode=memory" in target.name:
             return NoLock(target.display)
         return FileLock(target.name)
+    if target.vendor == "mysql":
+        # ENTRYPOINT_LOCK_DATABASE_URL is a PostgreSQL URL; MySQL locks use the alias's settings.
+        return MySQLLock(
+            mysql_params(target.alias),
+            lock_name(target.name, key_name),
+            description=f"database {target.alias!r} ({target.display})",
+        )
     params = {"conninfo": lock_url} if lock_url else postgres_params(target.alias)
     return PostgresLock(
         params,

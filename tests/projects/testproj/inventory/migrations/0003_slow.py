@@ -1,7 +1,7 @@
 """Take TESTPROJ_SLOW_SECONDS inside one atomic migration.
 
-On PostgreSQL the time is spent in a real ``pg_sleep`` statement, so a cancelled run shows a
-statement in flight being cancelled and the transaction rolled back.
+On PostgreSQL the time is spent in a real ``pg_sleep`` statement, on MySQL/MariaDB in a real
+``SELECT SLEEP``, so a cancelled or killed run shows a statement in flight on the server.
 """
 
 import os
@@ -18,6 +18,9 @@ def sleep(apps, schema_editor):
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_sleep(%s)", [seconds])
+    elif connection.vendor == "mysql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT SLEEP(%s)", [seconds])
     else:
         time.sleep(seconds)
 

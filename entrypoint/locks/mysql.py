@@ -1,0 +1,231 @@
+"""MySQL and MariaDB: a named lock (``GET_LOCK``) held by a dedicated connection.
+
+The connection is opened only for the lock and stays in autocommit, idle, while Django's own
+connection runs the migrations. ``GET_LOCK`` takes no table lock and, in autocommit, holds no
+transaction or snapshot, so waiting for it inside the server is harmless to the holder's DDL.
+Waiters therefore wait in the server, but in short slices (:data:`SLICE` seconds): a Python
+signal handler only runs once the C call returns, so a slice bounds how late a SIGTERM is seen,
+and the shared loop keeps its deadline and its "still waiting" reports. When the holder releases,
+a waiter parked in a slice gets the lock within milliseconds.
+
+The lock name is ``django-entrypoint:DATABASE``, or ``django-entrypoint:DATABASE:KEY`` when
+``ENTRYPOINT_LOCK_KEY`` is set, where DATABASE is the alias's database name. Named locks are
+server-wide, unlike PostgreSQL's per-database advisory locks, so the database name is always part
+of the name. A name longer than 64 characters (the server's limit) becomes
+``django-entrypoint:`` followed by the first 46 hexadecimal digits of the SHA-256 of that name.
+
+The lock dies with its session. The session's ``wait_timeout`` is raised to the maximum so that
+the server never ends an idle holder during a long migration, and TCP keepalives are set on the
+connection's socket so that either side notices a vanished peer. The server notices a holder
+whose host vanished through its own keepalive (MariaDB ``tcp_keepalive_time``, else the kernel's
+default of two hours); the lock is freed then.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+from entrypoint.errors import ConfigError, DatabaseUnavailable
+
+MAX_NAME = 64
+PREFIX = "django-entrypoint:"
+# The longest a waiter stays inside one GET_LOCK call, so a SIGTERM is handled within it.
+SLICE = 0.2
+# Client keepalives on the lock connection: a silent server is noticed within about
+# 10 + 5 * 6 = 40 seconds instead of the kernel default of two hours.
+KEEPALIVE = {"TCP_KEEPIDLE": 10, "TCP_KEEPINTVL": 5, "TCP_KEEPCNT": 6}
+# wait_timeout's largest value on every server (one year); the lock must outlive any migration.
+_SESSION_SETTINGS = (
+    "SET SESSION wait_timeout = 31536000",
+    # MariaDB's statement time limit, then MySQL's (SELECT only); either may be absent.
+    "SET SESSION max_statement_time = 0",
+    "SET SESSION max_execution_time = 0",
+)
+
+
+def lock_name(database: str, key: str | None = None) -> str:
+    """The ``GET_LOCK`` name for a database and an optional ``ENTRYPOINT_LOCK_KEY``."""
+    name = f"{PREFIX}{database}" if key is None else f"{PREFIX}{database}:{key}"
+    if len(name) <= MAX_NAME:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()
+    return PREFIX + digest[: MAX_NAME - len(PREFIX)]
+
+
+def set_keepalive(fd: int) -> None:
+    """Turn on TCP keepalives with short timings on a connected socket; no-op on a Unix socket."""
+    sock = socket.socket(fileno=fd)
+    try:
+        if sock.family not in (socket.AF_INET, socket.AF_INET6):
+            return
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for option, value in KEEPALIVE.items():
+            if hasattr(socket, option):  # Linux names; other systems keep their defaults
+                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+    finally:
+        sock.detach()  # the descriptor belongs to the client library
+
+
+class MySQLLock:
+    """``GET_LOCK`` on a dedicated autocommit connection."""
+
+    def __init__(
+        self,
+        params: dict[str, Any],
+        name: str,
+        description: str,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.params = params
+        self.name = name
+        self.description = description
+        self.clock = clock
+        self.conn: Any = None
+        self.held = False
+
+    def connect(self) -> None:
+        """Open the dedicated connection, with keepalives and no idle or statement timeout."""
+        try:
+            import MySQLdb
+        except ImportError as exc:
+            msg = (
+                f"{self.description} needs the MySQL driver; install it with "
+                "pip install 'django-entrypoint[mysql]'"
+            )
+            raise ConfigError(msg) from exc
+        params = dict(self.params)
+        params.setdefault("connect_timeout", 10)
+        params.pop("autocommit", None)
+        try:
+            self.conn = MySQLdb.connect(**params)
+        except MySQLdb.Error as exc:
+            msg = f"cannot open the lock connection to {self.description}: {error_reason(exc)}"
+            raise DatabaseUnavailable(msg) from exc
+        self.conn.autocommit(True)
+        set_keepalive(self.conn.fileno())
+        for statement in _SESSION_SETTINGS:
+            try:
+                self._query(statement)
+            except MySQLdb.Error:
+                pass  # a server without the variable; autocommit keeps the session usable
+
+    def _query(self, statement: str, args: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
+        if self.conn is None:
+            msg = "the lock connection is not open"
+            raise RuntimeError(msg)
+        cursor = self.conn.cursor()
+        try:
+            cursor.execute(statement, args or None)
+            row: tuple[Any, ...] | None = cursor.fetchone()
+        finally:
+            cursor.close()
+        return row
+
+    def _get_lock(self, seconds: float) -> bool:
+        row = self._query("SELECT GET_LOCK(%s, %s)", (self.name, round(seconds, 3)))
+        # 1: taken; 0: timed out; NULL: an error such as the session being killed.
+        self.held = bool(row and row[0] == 1)
+        return self.held
+
+    def try_acquire(self) -> bool:
+        """Take the lock if it is free (``GET_LOCK`` with no wait).
+
+        True at once when a slice of :meth:`wait_for_release` already took it: named locks
+        count, and a second ``GET_LOCK`` would need a second ``RELEASE_LOCK``.
+        """
+        if self.held:
+            return True
+        return self._get_lock(0)
+
+    def holder(self) -> str | None:
+        """Who holds the lock: its connection id, account, client address and idle time."""
+        import MySQLdb
+
+        try:
+            used = self._query("SELECT IS_USED_LOCK(%s)", (self.name,))
+            if not used or used[0] is None:
+                return None
+            ident = int(used[0])
+            row = self._query(
+                "SELECT USER, HOST, TIME FROM information_schema.PROCESSLIST WHERE ID = %s",
+                (ident,),
+            )
+        except MySQLdb.Error:
+            return None
+        if row is None:
+            return f"connection {ident}"
+        user, host, idle = row
+        text = f"connection {ident} {user}@{host}" if host else f"connection {ident} {user}"
+        pid = self._client_pid(ident)
+        if pid:
+            text += f" (client pid {pid})"
+        return f"{text}, idle {idle}s"
+
+    def _client_pid(self, ident: int) -> str | None:
+        """The holder's process id, where performance_schema records connection attributes."""
+        import MySQLdb
+
+        try:
+            row = self._query(
+                "SELECT ATTR_VALUE FROM performance_schema.session_connect_attrs "
+                "WHERE PROCESSLIST_ID = %s AND ATTR_NAME = '_pid'",
+                (ident,),
+            )
+        except MySQLdb.Error:
+            return None  # performance_schema is off (MariaDB's default) or not readable
+        return str(row[0]) if row and row[0] else None
+
+    def wait_for_release(self, seconds: float) -> None:
+        """Wait in the server for the lock, in slices of at most :data:`SLICE` seconds.
+
+        Returns as soon as a slice takes the lock (:meth:`try_acquire` then answers True), or
+        after ``seconds``.
+        """
+        end = self.clock() + seconds
+        while not self.held:
+            left = end - self.clock()
+            if left <= 0:
+                return
+            self._get_lock(min(left, SLICE))
+
+    def release(self) -> None:
+        """``RELEASE_LOCK``; a waiter parked in ``GET_LOCK`` gets the lock at once."""
+        if self.conn is None or not self.held:
+            return
+        import MySQLdb
+
+        try:
+            self._query("SELECT RELEASE_LOCK(%s)", (self.name,))
+        except MySQLdb.Error:
+            pass  # closing the session below releases the lock all the same
+        self.held = False
+
+    def close(self) -> None:
+        """Close the dedicated connection (the lock dies with the session)."""
+        if self.conn is None:
+            return
+        try:
+            self.conn.close()
+        except Exception:  # noqa: S110 - a broken connection is closed all the same
+            pass
+        self.conn = None
+
+
+def error_reason(exc: BaseException) -> str:
+    """The text of a MySQL client error on one line, without the (code, text) tuple around it."""
+    args: tuple[Any, ...] = exc.args
+    text = args[1] if len(args) >= 2 and isinstance(args[1], str) else str(exc)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0].rstrip(".") if lines else type(exc).__name__
+
+
+def mysql_params(alias: str) -> dict[str, Any]:
+    """mysqlclient connection parameters of an alias, as Django itself would connect."""
+    from django.db import connections
+
+    return dict(connections[alias].get_connection_params())
