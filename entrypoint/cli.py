@@ -7,17 +7,26 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn
 
 from entrypoint import __version__, config, runner
-from entrypoint.errors import EX_SOFTWARE, ConfigError, EntrypointError, Interrupted
+from entrypoint.errors import (
+    EX_CHECK_FAILED,
+    EX_SOFTWARE,
+    ConfigError,
+    EntrypointError,
+    Interrupted,
+)
+from entrypoint.health import HealthProcess, probe
 from entrypoint.log import configure, flush, get_logger, mask
 from entrypoint.process import SignalStop, capture_signals, exec_command
 
 PROG = "django-entrypoint"
-COMMANDS = ("run", "migrate", "wait")
+COMMANDS = ("run", "migrate", "sidecar", "wait", "probe")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -57,7 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="wait, lock, migrate, ready, then exec CMD")
     run.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD [ARG]...")
     commands.add_parser("migrate", help="wait, lock, migrate, exit")
+    commands.add_parser("sidecar", help="wait, lock, migrate, then serve health until SIGTERM")
     commands.add_parser("wait", help="wait for the database(s), exit")
+    probe_parser = commands.add_parser("probe", help="exit 0 when readiness answers 200")
+    probe_parser.add_argument("--url", help="readiness URL (default: the health server's /readyz)")
+    probe_parser.add_argument(
+        "--timeout", type=float, default=2.0, help="seconds per step (default 2)"
+    )
     for sub in commands.choices.values():
         _add_options(sub, suppress=True)
     return parser
@@ -97,44 +112,117 @@ def _main(argv: list[str], environ: Mapping[str, str]) -> int:
         raise ConfigError(msg)
     flags = {option.dest: getattr(args, option.dest, None) for option in config.OPTIONS}
     settings = config.load(environ, flags)
-    command_argv: list[str] = []
-    if args.command == "run":
-        command_argv = list(args.argv)
-        if command_argv[:1] == ["--"]:
-            command_argv = command_argv[1:]
-        if not command_argv:
-            msg = f"run needs the command to exec after --, e.g. {PROG} run -- gunicorn mysite.wsgi"
-            raise ConfigError(msg)
+    return HANDLERS[args.command](args, settings)
 
-    run_id = runner.new_run_id()
+
+def _command_argv(args: argparse.Namespace) -> list[str]:
+    command_argv = list(args.argv)
+    if command_argv[:1] == ["--"]:
+        command_argv = command_argv[1:]
+    if not command_argv:
+        msg = f"run needs the command to exec after --, e.g. {PROG} run -- gunicorn mysite.wsgi"
+        raise ConfigError(msg)
+    return command_argv
+
+
+def _configure_logging(settings: config.Settings, run_id: str) -> Any:
     configure(
         settings.log_format,
         settings.log_level,
         context={"run": run_id, **({"release": settings.release} if settings.release else {})},
     )
-    logger = get_logger()
-    reporter = runner.Reporter(logger=logger)
+    return get_logger()
+
+
+def _pipeline(args: argparse.Namespace, settings: config.Settings) -> int:
+    """run, migrate, sidecar and wait: the steps of DESIGN.md in order."""
+    command = args.command
+    command_argv = _command_argv(args) if command == "run" else []
+    if settings.pushgateway_url and not settings.health_port:
+        msg = (
+            "ENTRYPOINT_PUSHGATEWAY_URL needs the metrics of the health server, which "
+            "ENTRYPOINT_HEALTH_PORT=0 turns off; set a port "
+            "(ENTRYPOINT_HEALTH_ADDR may be 127.0.0.1)"
+        )
+        raise ConfigError(msg)
+    run_id = runner.new_run_id()
+    logger = _configure_logging(settings, run_id)
+    health = None
+    if settings.health_port and command != "wait":
+        health = HealthProcess.start(settings.health_addr, settings.health_port)
+    reporter = runner.Reporter(health=health, logger=logger)
 
     def on_signal(signum: int) -> None:
-        import signal
-
         logger.warning("signal_received", signal=signal.Signals(signum).name)
 
-    with capture_signals(on_signal):
-        logger.info("starting", command=args.command, version=__version__)
-        targets = runner.prepare(settings, reporter)
-        try:
-            runner.wait_for_databases(settings, targets, reporter)
-            if args.command != "wait":
-                outcome = runner.migrate_all(settings, targets, reporter, run_id)
-                applied = sum(len(items) for items in outcome.applied.values())
-                logger.info("ready", applied=applied, seconds=round(outcome.seconds, 3))
-                reporter.phase("ready")
-        except SignalStop as stop:
-            raise Interrupted(stop.signum) from None
-        finally:
-            runner.close_connections()
-    if args.command == "run":
-        logger.info("exec", program=command_argv[0])
-        exec_command(command_argv, before=flush)
-    return 0
+    try:
+        with capture_signals(on_signal):
+            logger.info("starting", command=command, version=__version__)
+            try:
+                targets = runner.prepare(settings, reporter)
+                reporter.run_info(settings.release)
+                runner.wait_for_databases(settings, targets, reporter)
+                if command != "wait":
+                    outcome = runner.migrate_all(settings, targets, reporter, run_id)
+                    applied = sum(len(items) for items in outcome.applied.values())
+                    logger.info("ready", applied=applied, seconds=round(outcome.seconds, 3))
+                    reporter.phase("ready")
+            except SignalStop as stop:
+                raise Interrupted(stop.signum) from None
+            except EntrypointError as exc:
+                reporter.failed(exc)
+                if health is not None and settings.failure_hold:
+                    time.sleep(settings.failure_hold)  # readiness shows `failed` meanwhile
+                raise
+            finally:
+                runner.close_connections()
+                if command == "migrate" and settings.pushgateway_url and health is not None:
+                    runner.push_metrics(health, settings.pushgateway_url, logger)
+            if command == "sidecar":
+                logger.info("serving_health", port=settings.health_port)
+                try:
+                    while True:
+                        signal.pause()
+                except SignalStop:
+                    logger.info("stopped")
+                    return 0
+        if command == "run":
+            logger.info("exec", program=command_argv[0])
+
+            def before_exec() -> None:
+                flush()
+                if health is not None:
+                    health.handoff(settings.app_health_url)
+
+            exec_command(command_argv, before=before_exec)
+        return 0
+    finally:
+        if health is not None:
+            health.stop()
+
+
+def _probe(args: argparse.Namespace, settings: config.Settings) -> int:
+    """probe: exit 0 when readiness answers 200, 1 otherwise."""
+    url = args.url
+    if url is None:
+        if not settings.health_port:
+            msg = "probe needs --url, or the health server's ENTRYPOINT_HEALTH_PORT (it is 0)"
+            raise ConfigError(msg)
+        host = settings.health_addr
+        if host in {"0.0.0.0", ""}:  # noqa: S104 - a wildcard bind is probed on loopback
+            host = "127.0.0.1"
+        elif host == "::":
+            host = "::1"
+        if ":" in host:
+            host = f"[{host}]"
+        url = f"http://{host}:{settings.health_port}/readyz"
+    return 0 if probe(url, timeout=args.timeout) else EX_CHECK_FAILED
+
+
+HANDLERS: dict[str, Callable[[argparse.Namespace, config.Settings], int]] = {
+    "run": _pipeline,
+    "migrate": _pipeline,
+    "sidecar": _pipeline,
+    "wait": _pipeline,
+    "probe": _probe,
+}

@@ -208,6 +208,8 @@ OPTIONS: tuple[Option, ...] = (
            "go on after an interrupted non-atomic migration, once checked by hand (1 or 0)"),
     Option("pushgateway_url", "ENTRYPOINT_PUSHGATEWAY_URL", "--pushgateway-url", _http_url,
            None, "Prometheus Pushgateway to push metrics to at the end of migrate"),
+    Option("failure_hold", "ENTRYPOINT_FAILURE_HOLD", "--failure-hold", _duration, 0.0,
+           "after a failure, keep readiness answering `failed` this long before exiting"),
 )  # fmt: skip
 
 OPTIONS_BY_DEST = {option.dest: option for option in OPTIONS}
@@ -237,6 +239,7 @@ class Settings:
     rollback_on_failure: bool = False
     accept_interrupted: bool = False
     pushgateway_url: str | None = None
+    failure_hold: float = 0.0
 
 
 def load(environ: Mapping[str, str], flags: Mapping[str, Any]) -> Settings:

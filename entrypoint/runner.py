@@ -38,7 +38,23 @@ class Reporter:
 
     def phase(self, phase: str, database: str | None = None) -> None:
         """A new phase of the run (the readiness endpoint shows it)."""
-        self._health("phase", phase=phase, database=database)
+        if phase == "ready":
+            self._health("ready")
+        else:
+            self._health("phase", phase=phase, database=database)
+
+    def failed(self, error: BaseException) -> None:
+        """The run failed: readiness turns `failed` (only the error's class is shown there)."""
+        self._health("failed", error=type(error).__name__)
+
+    def run_info(self, release: str | None) -> None:
+        """The run-info metric: release, Django version, entrypoint version."""
+        import django
+
+        from entrypoint import __version__
+
+        self._health("run_info", release=release or "", django_version=django.get_version(),
+                     version=__version__)  # fmt: skip
 
     def event(self, name: str, /, level: str = "info", **fields: Any) -> None:
         """Log one event and forward it to the health server when it matters there."""
@@ -191,6 +207,32 @@ def _migrate_one(
         lock.release()
         lock.close()
         reporter.event("lock_released", level="debug", database=alias)
+
+
+def push_metrics(health: Any, url: str, logger: Any) -> None:
+    """PUT the health server's metrics to a Prometheus Pushgateway; a failure is only logged.
+
+    Jobs and initContainers end before a scrape could see them: the push keeps their metrics.
+    The grouping key is job ``django-entrypoint`` and instance the host name.
+    """
+    import socket
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    host = "127.0.0.1" if health.host in {"0.0.0.0", "", "::"} else health.host  # noqa: S104
+    source = f"http://{f'[{host}]' if ':' in host else host}:{health.port}/metrics"
+    instance = urllib.parse.quote(socket.gethostname(), safe="")
+    target = f"{url.rstrip('/')}/metrics/job/django-entrypoint/instance/{instance}"
+    try:
+        with urllib.request.urlopen(source, timeout=5) as answer:
+            body = answer.read()
+        request = urllib.request.Request(target, data=body, method="PUT")  # noqa: S310
+        request.add_header("Content-Type", "text/plain; version=0.0.4")
+        with urllib.request.urlopen(request, timeout=5) as answer:  # noqa: S310 - http(s) only
+            logger.info("metrics_pushed", status=answer.status)
+    except (OSError, urllib.error.URLError) as exc:
+        logger.warning("metrics_push_failed", error=f"{type(exc).__name__}: {exc}")
 
 
 def close_connections() -> None:

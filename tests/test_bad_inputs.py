@@ -10,6 +10,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from entrypoint.cli import COMMANDS
 from entrypoint.locks import lock_key
 from tests.conftest import Launcher, PgDatabase, sqlite_databases
 from tests.pgcluster import Cluster, find_bindir, free_port
@@ -155,8 +156,8 @@ def test_configuration_errors(
     [
         (["run"], 64, "run needs the command to exec after --, e.g. django-entrypoint run -- gunicorn mysite.wsgi"),
         (["run", "--"], 64, "run needs the command to exec after --, e.g. django-entrypoint run -- gunicorn mysite.wsgi"),
-        (["frobnicate"], 64, "unknown command 'frobnicate'; use one of run, migrate, wait (see 'django-entrypoint --help')"),
-        ([], 64, "no command given; use one of run, migrate, wait (see 'django-entrypoint --help')"),
+        (["frobnicate"], 64, f"unknown command 'frobnicate'; use one of {', '.join(COMMANDS)} (see 'django-entrypoint --help')"),
+        ([], 64, f"no command given; use one of {', '.join(COMMANDS)} (see 'django-entrypoint --help')"),
         (["run", "--", "no-such-program-xyz"], 127, "cannot run 'no-such-program-xyz': command not found; check the command after -- and PATH"),
         (["run", "--", "/dev/null"], 126, "cannot run '/dev/null': permission denied; make it executable (chmod +x)"),
     ],
