@@ -55,8 +55,9 @@ class Problem:
 def find_problems(alias: str, policy: Policy | None) -> list[Problem]:
     """Everything that should stop a deploy to database ``alias``, in a stable order.
 
-    Conflicting leaf nodes first, then model changes without a migration (what
-    ``makemigrations --check`` finds), then unapplied migrations in plan order, then what the
+    Conflicts first (several leaf nodes in one app, or a recorded history that does not fit the
+    graph), then model changes without a migration (what ``makemigrations --check`` finds;
+    skipped while there are conflicts), then unapplied migrations in plan order, then what the
     deploy-phase ``policy`` would hold or refuse. A policy of ``pre-deploy`` or ``post-deploy``
     also reports data migrations and third-party operations that carry no phase mark; ``all``
     or None reports no policy problems. Django must be set up; raises ConfigError for an alias
@@ -112,7 +113,8 @@ def _conflicts(alias: str, loader: Any, connection: BaseDatabaseWrapper) -> list
         loader.check_consistent_history(connection)
     except InconsistentMigrationHistory as exc:
         message = (
-            f"the migration history of database {alias!r} does not match the code: {exc}; "
+            f"the migration history of database {alias!r} does not match the code: "
+            f"{str(exc).rstrip('.')}; "
             "repair the django_migrations table before deploying"
         )
         problems.append(Problem("conflict", alias, message))

@@ -1060,5 +1060,20 @@ def split_plan(
     return apply, held
 
 
+def plan_targets(migrations: Iterable[PlannedMigration], graph: Any) -> list[Node]:
+    """The given migrations that none of the others depends on, in their order.
+
+    Migrating to these targets applies exactly the migrations split_plan chose to apply, since
+    none of those depends on a held one.
+    """
+    chosen = [migration.key for migration in migrations]
+    wanted = set(chosen)
+    return [
+        key
+        for key in chosen
+        if not any(child.key in wanted for child in graph.node_map[key].children)
+    ]
+
+
 def _dotted(node: Node) -> str:
     return f"{node[0]}.{node[1]}"
