@@ -55,13 +55,9 @@ def resolve_targets(requested: tuple[str, ...]) -> list[Target]:
         try:
             connection = connections[alias]
         except Exception as exc:  # ImproperlyConfigured, or a backend that does not import
-            msg = f"settings.DATABASES[{alias!r}] cannot be used: {first_line(exc)}"
-            if "Error loading MySQLdb module" in str(exc):
-                engine = settings.DATABASES[alias].get("ENGINE", "")
-                msg = (
-                    f"settings.DATABASES[{alias!r}] uses {engine}, but its driver mysqlclient "
-                    "is not installed; install it with pip install 'django-entrypoint[mysql]'"
-                )
+            msg = missing_driver(exc) or (
+                f"settings.DATABASES[{alias!r}] cannot be used: {first_line(exc)}"
+            )
             raise ConfigError(msg) from exc
         params = connection.settings_dict
         register_secret(params.get("PASSWORD"))
@@ -75,6 +71,22 @@ def resolve_targets(requested: tuple[str, ...]) -> list[Target]:
             )
         )
     return targets
+
+
+def missing_driver(exc: BaseException) -> str | None:
+    """The fix when ``exc`` is Django failing to import the MySQL driver, else None."""
+    if "Error loading MySQLdb module" not in str(exc):
+        return None
+    from django.conf import settings
+
+    for alias, params in settings.DATABASES.items():
+        engine = str(params.get("ENGINE", ""))
+        if "mysql" in engine:
+            return (
+                f"settings.DATABASES[{alias!r}] uses {engine}, but its driver mysqlclient is not "
+                "installed; install it with pip install 'django-entrypoint[mysql]'"
+            )
+    return None
 
 
 def describe(vendor: str, params: dict[str, Any]) -> str:

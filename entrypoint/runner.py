@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from entrypoint import locks, wait
 from entrypoint import migrate as engine
 from entrypoint.config import Settings
-from entrypoint.databases import Target, first_line, resolve_targets
+from entrypoint.databases import Target, first_line, missing_driver, resolve_targets
 from entrypoint.errors import ConfigError, EntrypointError
 from entrypoint.log import get_logger
 
@@ -109,7 +109,7 @@ def setup_django(settings_module: str | None) -> None:
     try:
         django.setup()
     except Exception as exc:
-        msg = (
+        msg = missing_driver(exc) or (
             f"Django could not start with settings {settings_module!r}: "
             f"{type(exc).__name__}: {first_line(exc)}"
         )

@@ -122,8 +122,15 @@ class MySQLLock:
         try:
             cursor.execute(statement, args or None)
             row: tuple[Any, ...] | None = cursor.fetchone()
-        finally:
+        except Exception:
             cursor.close()
+            raise
+        except BaseException:
+            # A signal between a query and its result leaves the protocol out of step: drop the
+            # session (the server frees whatever lock it held) instead of reading on.
+            self.close()
+            raise
+        cursor.close()
         return row
 
     def _get_lock(self, seconds: float) -> bool:
@@ -209,11 +216,11 @@ class MySQLLock:
         """Close the dedicated connection (the lock dies with the session)."""
         if self.conn is None:
             return
+        conn, self.conn, self.held = self.conn, None, False
         try:
-            self.conn.close()
+            conn.close()
         except Exception:  # noqa: S110 - a broken connection is closed all the same
             pass
-        self.conn = None
 
 
 def error_reason(exc: BaseException) -> str:

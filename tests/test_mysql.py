@@ -1,0 +1,342 @@
+"""MySQL/MariaDB as a first-class backend, on a real server: the lock, the race of replicas,
+faults with real signals, and bad inputs with their exact lines.
+
+Exactly-once is asserted from ``django_migrations``, never from log text alone.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from entrypoint.locks.mysql import MAX_NAME, SLICE, MySQLLock, lock_name
+from tests.conftest import Launcher, migrations_on_disk
+from tests.mysql_fixtures import MySQLDatabase, ThrowAwayMariaDB, find_mariadbd
+from tests.pgcluster import free_port
+
+APPS = ("inventory", "orders")
+SECRET = "hunter2-Secret"
+PREFIX = "django-entrypoint: error: "
+
+
+def own_rows(db: MySQLDatabase) -> list[tuple[str, str]]:
+    """django_migrations rows of the project's own apps."""
+    rows = db.query("SELECT app, name FROM django_migrations WHERE app IN ('inventory', 'orders')")
+    return [(app, name) for app, name in rows]
+
+
+def lock_params(db: MySQLDatabase) -> dict[str, Any]:
+    """mysqlclient parameters of the test database, for a lock opened in this process."""
+    params: dict[str, Any] = {
+        "host": db.server.host,
+        "port": db.server.port,
+        "user": db.server.user,
+        "database": db.name,
+    }
+    if db.server.password:
+        params["password"] = db.server.password
+    return params
+
+
+def run_bad(launcher: Launcher, args: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """Run the entrypoint; return its exit code and its one error line (asserting there is one)."""
+    proc = launcher.run(args, env, timeout=60)
+    everything = proc.stdout() + proc.stderr()
+    assert SECRET not in everything
+    assert "Traceback" not in everything
+    lines = proc.error_lines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(PREFIX)
+    return proc.popen.returncode, lines[0][len(PREFIX) :]
+
+
+# -- the lock name --------------------------------------------------------------------------------
+
+
+def test_lock_name_is_readable_when_it_fits() -> None:
+    """The lock is named after the database, and after ENTRYPOINT_LOCK_KEY too when set."""
+    assert lock_name("shop") == "django-entrypoint:shop"
+    assert lock_name("shop", "billing") == "django-entrypoint:shop:billing"
+
+
+def test_lock_name_longer_than_64_characters_is_hashed() -> None:
+    """A name past the server's 64-character limit becomes the prefix and a SHA-256 prefix."""
+    name = lock_name("d" * 40, "k" * 40)
+    assert len(name) == MAX_NAME
+    assert name.startswith("django-entrypoint:")
+    assert name != lock_name("d" * 40, "k" * 41)
+    assert len(lock_name("x" * (MAX_NAME - len("django-entrypoint:")))) == MAX_NAME
+
+
+# -- the lock on a real server --------------------------------------------------------------------
+
+
+def test_lock_connection_has_keepalives_and_no_idle_timeout(mysql_db: MySQLDatabase) -> None:
+    """The lock's session may idle through a long migration (wait_timeout at its maximum), and
+    its TCP socket sends keepalives after 10 s of silence."""
+    lock = MySQLLock(lock_params(mysql_db), lock_name(mysql_db.name), "test database")
+    lock.connect()
+    try:
+        assert lock._query("SELECT @@session.wait_timeout") == (31536000,)
+        sock = socket.socket(fileno=os.dup(lock.conn.fileno()))
+        with sock:
+            assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 10
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 6
+    finally:
+        lock.close()
+
+
+def test_a_slice_that_takes_the_lock_is_remembered(mysql_db: MySQLDatabase) -> None:
+    """A waiter whose GET_LOCK slice takes the lock reports it at the next try, holds it once
+    (one RELEASE_LOCK frees it) and names the holder meanwhile."""
+    name = lock_name(mysql_db.name)
+    first = MySQLLock(lock_params(mysql_db), name, "first")
+    second = MySQLLock(lock_params(mysql_db), name, "second")
+    first.connect()
+    second.connect()
+    try:
+        assert first.try_acquire()
+        assert not second.try_acquire()
+        holder = second.holder()
+        assert holder is not None
+        assert holder.startswith(f"connection {first.conn.thread_id()} {mysql_db.server.user}@")
+        threading.Timer(0.3, first.release).start()
+        began = time.monotonic()
+        second.wait_for_release(5)
+        assert second.held
+        assert time.monotonic() - began < 1.0  # taken at the release, not after the 5 s
+        assert second.try_acquire()
+        second.release()
+        assert mysql_db.query("SELECT IS_FREE_LOCK(%s)", (name,)) == [(1,)]
+    finally:
+        first.close()
+        second.close()
+
+
+# -- the pipeline ---------------------------------------------------------------------------------
+
+
+def test_migrate_on_a_fresh_mariadb_then_nothing_pending(
+    launcher: Launcher, mysql_db: MySQLDatabase
+) -> None:
+    """A fresh database ends with every migration recorded once and post_migrate's work done;
+    the next run finds nothing pending and skips Django's migrate."""
+    env = launcher.env({"default": mysql_db.django()})
+    proc = launcher.run(["migrate"], env)
+    assert proc.popen.returncode == 0, proc.stderr()
+    assert sorted(own_rows(mysql_db)) == sorted(migrations_on_disk(*APPS))
+    assert mysql_db.query(
+        "SELECT count(*) FROM auth_permission WHERE codename = 'add_product'"
+    ) == [(1,)]
+    index = mysql_db.query(
+        "SELECT count(*) FROM information_schema.STATISTICS "
+        "WHERE TABLE_SCHEMA = %s AND INDEX_NAME = 'orders_order_created_idx'",
+        (mysql_db.name,),
+    )
+    assert index == [(1,)]
+    again = launcher.run(["migrate"], env)
+    assert again.popen.returncode == 0, again.stderr()
+    assert [e["event"] for e in again.events() if e["event"] == "nothing_to_migrate"] == [
+        "nothing_to_migrate"
+    ]
+
+
+@pytest.mark.slow
+def test_eight_replicas_on_a_fresh_mariadb(launcher: Launcher, mysql_factory: Any) -> None:
+    """8 replicas start at once on a fresh database: all exit 0, each migration applied once,
+    by exactly one of them."""
+    db = mysql_factory()
+    env = launcher.env({"default": db.django()}, TESTPROJ_SLOW_SECONDS="0.3")
+    procs = [launcher.start(["migrate"], env) for _ in range(8)]
+    codes = [proc.wait(120) for proc in procs]
+    assert codes == [0] * 8, [p.error_lines() for p in procs]
+    rows = [(app, name) for app, name in db.query("SELECT app, name FROM django_migrations")]
+    reference = mysql_factory()
+    assert (
+        launcher.run(["migrate"], launcher.env({"default": reference.django()})).popen.returncode
+        == 0
+    )
+    total = reference.query("SELECT count(*) FROM django_migrations")[0][0]
+    assert len(rows) == len(set(rows)), "a migration was recorded more than once"
+    assert len(rows) == total
+    assert migrations_on_disk(*APPS) <= set(rows)
+    migrators = [p for p in procs if any(e["event"] == "migrated" for e in p.events())]
+    assert len(migrators) == 1
+
+
+# -- faults ---------------------------------------------------------------------------------------
+
+
+def test_sigkill_of_the_holder_lets_the_next_replica_finish(
+    launcher: Launcher, mysql_db: MySQLDatabase
+) -> None:
+    """The holder dies by SIGKILL inside a migration: the server frees its named lock with the
+    session, the waiting replica takes over and applies everything exactly once."""
+    holder = launcher.start(
+        ["migrate"], launcher.env({"default": mysql_db.django()}, TESTPROJ_SLOW_SECONDS="60")
+    )
+    holder.wait_for_event("migration_started", migration="0003_slow")
+    waiter = launcher.start(["migrate"], launcher.env({"default": mysql_db.django()}))
+    waiting = waiter.wait_for_event("lock_waiting")
+    assert waiting["holder"].startswith("connection ")
+    os.killpg(holder.pid, signal.SIGKILL)
+    assert waiter.wait(60) == 0, waiter.stderr()
+    rows = own_rows(mysql_db)
+    assert len(rows) == len(set(rows))
+    assert set(rows) == migrations_on_disk(*APPS)
+
+
+def test_sigterm_of_a_waiting_replica_exits_143_at_once(
+    launcher: Launcher, mysql_db: MySQLDatabase
+) -> None:
+    """A replica waiting for the lock (inside a GET_LOCK slice) ends within a second of SIGTERM,
+    with 143, and leaves nothing held."""
+    holder = launcher.start(
+        ["migrate"], launcher.env({"default": mysql_db.django()}, TESTPROJ_SLOW_SECONDS="60")
+    )
+    holder.wait_for_event("migration_started", migration="0003_slow")
+    waiter = launcher.start(["migrate"], launcher.env({"default": mysql_db.django()}))
+    waiter.wait_for_event("lock_waiting")
+    time.sleep(SLICE)  # well inside the waiting loop
+    sent = time.monotonic()
+    waiter.popen.send_signal(signal.SIGTERM)
+    assert waiter.wait(5) == 143
+    assert time.monotonic() - sent < 1.0
+    assert waiter.error_lines()[-1] == (PREFIX + "stopped by SIGTERM before the app server started")
+
+
+@pytest.mark.skipif(find_mariadbd() is None, reason="needs mariadbd and mariadb-install-db")
+def test_a_database_started_late_is_seen_within_a_second(launcher: Launcher) -> None:
+    """The entrypoint starts before the server: refused connections are retried, and it
+    proceeds within a second of the server accepting connections."""
+    port = free_port()
+    server = ThrowAwayMariaDB(port)
+    try:
+        entry = {"ENGINE": "django.db.backends.mysql", "NAME": "mysql", "USER": "root",
+                 "HOST": "127.0.0.1", "PORT": str(port)}  # fmt: skip
+        proc = launcher.start(
+            ["wait"], launcher.env({"default": entry}, ENTRYPOINT_WAIT_TIMEOUT="60")
+        )
+        proc.wait_for_event("database_unavailable")
+        server.start()
+        accepting = server.wait_accepting()
+        assert proc.wait(30) == 0, proc.stderr()
+        assert time.monotonic() - accepting < 1.0
+    finally:
+        server.destroy()
+
+
+# -- bad inputs -----------------------------------------------------------------------------------
+
+
+def test_wrong_password_fails_at_once(launcher: Launcher, mysql_db: MySQLDatabase) -> None:
+    """A wrong password is permanent: 69 at once, the fix named, the password never shown."""
+    entry = mysql_db.django(PASSWORD=SECRET)
+    code, line = run_bad(launcher, ["migrate"], launcher.env({"default": entry}))
+    server = mysql_db.server
+    assert (code, line) == (
+        69,
+        f"database 'default' (mysql://{server.user}@{server.host}:{server.port}/{mysql_db.name}): "
+        f"Access denied for user '{server.user}'@'{server.host}' (using password: YES); check "
+        "USER and PASSWORD in settings.DATABASES['default']",
+    )
+
+
+def test_unknown_database_fails_at_once(launcher: Launcher, mysql_db: MySQLDatabase) -> None:
+    """A database that does not exist is permanent: 69 with the fix."""
+    entry = mysql_db.django(NAME="no_such_database")
+    code, line = run_bad(launcher, ["migrate"], launcher.env({"default": entry}))
+    server = mysql_db.server
+    assert (code, line) == (
+        69,
+        f"database 'default' (mysql://{server.user}@{server.host}:{server.port}/no_such_database): "
+        "Unknown database 'no_such_database'; create it, or fix NAME in "
+        "settings.DATABASES['default']",
+    )
+
+
+def test_unknown_host_fails_at_once(launcher: Launcher) -> None:
+    """An unknown host name is permanent: 69 at once with the fix."""
+    entry = {"ENGINE": "django.db.backends.mysql", "NAME": "app", "USER": "app",
+             "PASSWORD": SECRET, "HOST": "no-such-host.invalid", "PORT": "3306"}  # fmt: skip
+    env = launcher.env({"default": entry}, ENTRYPOINT_WAIT_TIMEOUT="30")
+    code, line = run_bad(launcher, ["migrate"], env)
+    assert (code, line) == (
+        69,
+        "database 'default' (mysql://app@no-such-host.invalid:3306/app): Unknown server host "
+        "'no-such-host.invalid' (-2); fix HOST in settings.DATABASES['default']",
+    )
+
+
+def test_refused_connection_is_retried_until_the_deadline(launcher: Launcher) -> None:
+    """Nothing listens: connection refused is transient, retried, and ends at the deadline
+    with 69."""
+    port = free_port()
+    entry = {"ENGINE": "django.db.backends.mysql", "NAME": "app", "USER": "app",
+             "PASSWORD": SECRET, "HOST": "127.0.0.1", "PORT": str(port)}  # fmt: skip
+    env = launcher.env({"default": entry}, ENTRYPOINT_WAIT_TIMEOUT="1")
+    proc = launcher.run(["migrate"], env)
+    assert proc.popen.returncode == 69
+    line = proc.error_lines()[-1]
+    assert line.startswith(
+        f"{PREFIX}database 'default' (mysql://app@127.0.0.1:{port}/app) was not reachable within 1s ("
+    )
+    # The client library words the refusal ("Can't connect to server on '127.0.0.1' (115)" from
+    # MariaDB Connector/C, "... MySQL server on '127.0.0.1:PORT' (111)" from libmysqlclient).
+    assert "Can't connect to " in line
+    assert line.endswith(
+        "; check that the server runs and HOST/PORT in settings.DATABASES['default'], or raise "
+        "ENTRYPOINT_WAIT_TIMEOUT"
+    )
+    retries = [e for e in proc.events() if e["event"] == "database_unavailable"]
+    assert retries
+
+
+def test_missing_driver_names_the_extra(
+    launcher: Launcher, mysql_db: MySQLDatabase, tmp_path: Path
+) -> None:
+    """Without mysqlclient the run stops before connecting: 64 and the extra to install."""
+    shim = tmp_path / "shim" / "MySQLdb"
+    shim.mkdir(parents=True)
+    # Stands in for an environment without the driver: this interpreter has it installed.
+    (shim / "__init__.py").write_text("raise ImportError('No module named MySQLdb')\n")
+    env = launcher.env({"default": mysql_db.django()})
+    env["PYTHONPATH"] = os.pathsep.join([str(shim.parent), env["PYTHONPATH"]])
+    assert run_bad(launcher, ["migrate"], env) == (
+        64,
+        "settings.DATABASES['default'] uses django.db.backends.mysql, but its driver mysqlclient "
+        "is not installed; install it with pip install 'django-entrypoint[mysql]'",
+    )
+
+
+def test_lock_timeout_exits_75_naming_the_holder(
+    launcher: Launcher, mysql_db: MySQLDatabase
+) -> None:
+    """Another session holds the named lock past ENTRYPOINT_LOCK_TIMEOUT: 75, naming that
+    session by its connection id and client address."""
+    conn = mysql_db.connect()
+    try:
+        cursor = conn.cursor()
+        cursor.execute("SELECT GET_LOCK(%s, 0)", (lock_name(mysql_db.name),))
+        assert cursor.fetchone() == (1,)
+        env = launcher.env({"default": mysql_db.django()}, ENTRYPOINT_LOCK_TIMEOUT="1")
+        code, line = run_bad(launcher, ["migrate"], env)
+        ident = conn.thread_id()
+        port = conn.get_host_info()
+    finally:
+        conn.close()
+    assert code == 75, line
+    server = mysql_db.server
+    assert line.startswith(
+        f"the migration lock on database 'default' (mysql://{server.user}@{server.host}:"
+        f"{server.port}/{mysql_db.name}) is still held by connection {ident} {server.user}@"
+    ), port
+    assert line.endswith("; let that run finish, or raise ENTRYPOINT_LOCK_TIMEOUT")
