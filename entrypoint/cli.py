@@ -26,7 +26,7 @@ from entrypoint.log import configure, flush, get_logger, mask
 from entrypoint.process import SignalStop, capture_signals, exec_command
 
 PROG = "django-entrypoint"
-COMMANDS = ("run", "migrate", "sidecar", "wait", "probe")
+COMMANDS = ("run", "migrate", "sidecar", "wait", "probe", "history", "rollback")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -73,6 +73,16 @@ def build_parser() -> argparse.ArgumentParser:
     probe_parser.add_argument(
         "--timeout", type=float, default=2.0, help="seconds per step (default 2)"
     )
+    history = commands.add_parser("history", help="the audit trail of runs, newest first")
+    history.add_argument("--format", choices=("text", "json"), default="text",
+                         help="text for people (default) or json")  # fmt: skip
+    history.add_argument("--limit", type=_positive, default=20, metavar="N",
+                         help="show at most N runs (default 20)")  # fmt: skip
+    undo = commands.add_parser("rollback", help="unapply what one run applied, under the lock")
+    which = undo.add_mutually_exclusive_group(required=True)
+    which.add_argument("--last", action="store_true", help="the last run that applied migrations")
+    which.add_argument("--run", metavar="ID", help="the run with this id (see history)")
+    undo.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
     for sub in commands.choices.values():
         _add_options(sub, suppress=True)
     return parser
@@ -219,10 +229,85 @@ def _probe(args: argparse.Namespace, settings: config.Settings) -> int:
     return 0 if probe(url, timeout=args.timeout) else EX_CHECK_FAILED
 
 
+def _positive(value: str) -> int:
+    if not value.strip().isdigit() or int(value) < 1:
+        msg = f"{value!r} is not a positive whole number; use 1, 2, ..."
+        raise argparse.ArgumentTypeError(msg)
+    return int(value)
+
+
+def _history(args: argparse.Namespace, settings: config.Settings) -> int:
+    """history: the recorded runs, newest first, on standard output; no lock, nothing written."""
+    import json
+
+    from entrypoint import audit, wait
+    from entrypoint.databases import resolve_targets
+
+    _configure_logging(settings, runner.new_run_id())
+    with capture_signals():
+        try:
+            runner.setup_django(settings.settings_module)
+            targets = resolve_targets(settings.databases)
+            wait.wait_for(targets, settings.wait_timeout)
+            rows = [row for t in targets for row in audit.read_runs(t.alias, args.limit)]
+        except SignalStop as stop:
+            raise Interrupted(stop.signum, "stopped by signal while reading the history") from None
+        finally:
+            runner.close_connections()
+    rows.sort(key=lambda row: (row.started_at is not None, row.started_at, row.seq), reverse=True)
+    rows = rows[: args.limit]
+    if args.format == "json":
+        print(json.dumps([row.to_dict() for row in rows], indent=2))
+    else:
+        print("\n".join(audit.format_runs(rows)))
+    return 0
+
+
+def _rollback(args: argparse.Namespace, settings: config.Settings) -> int:
+    """rollback: unapply what one recorded run applied, under the lock (or only plan it)."""
+    from entrypoint import rollback
+
+    run_id = runner.new_run_id()
+    logger = _configure_logging(settings, run_id)
+    reporter = runner.Reporter(logger=logger)
+
+    def on_signal(signum: int) -> None:
+        logger.warning("signal_received", signal=signal.Signals(signum).name)
+
+    with capture_signals(on_signal):
+        logger.info("starting", command=args.command, version=__version__)
+        try:
+            targets = runner.prepare(settings, reporter)
+            if len(targets) != 1:
+                names = ", ".join(t.alias for t in targets)
+                msg = (
+                    f"rollback acts on one database at a time, and {names} are selected; "
+                    "pass --database ALIAS"
+                )
+                raise ConfigError(msg)
+            runner.wait_for_databases(settings, targets, reporter)
+            plan = rollback.rollback(settings, targets[0], reporter.event, run_id,
+                                     wanted=args.run, dry_run=args.dry_run)  # fmt: skip
+        except SignalStop as stop:
+            raise Interrupted(stop.signum, "stopped by signal before the rollback began") from None
+        finally:
+            runner.close_connections()
+    if args.dry_run:
+        print("\n".join(plan.describe()))
+    elif plan.unapply:
+        names = ", ".join(f"{app}.{name}" for app, name in plan.unapply)
+        print(f"rolled back run {plan.run.id} on database {plan.database!r}: unapplied {names}")
+    else:
+        print(f"nothing to roll back: no migration of run {plan.run.id} is still applied")
+    return 0
+
+
 HANDLERS: dict[str, Callable[[argparse.Namespace, config.Settings], int]] = {
     "run": _pipeline,
     "migrate": _pipeline,
     "sidecar": _pipeline,
     "wait": _pipeline,
     "probe": _probe,
+    "history": _history,
+    "rollback": _rollback,
 }

@@ -14,11 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from entrypoint import locks, wait
+from entrypoint import audit, locks, rollback, wait
 from entrypoint import migrate as engine
 from entrypoint.config import Settings
 from entrypoint.databases import Target, first_line, missing_driver, resolve_targets
-from entrypoint.errors import ConfigError, EntrypointError
+from entrypoint.errors import ConfigError, EntrypointError, MigrationFailed
 from entrypoint.log import get_logger
 
 
@@ -191,18 +191,29 @@ def _migrate_one(
         waited = locks.acquire(lock, settings.lock_timeout, on_wait=on_wait)
         reporter.event("lock_acquired", database=alias, waited=round(waited, 3))
         reporter._health("lock_wait", database=alias, seconds=waited)
-        plan = engine.pending(alias)
-        if not plan:
-            reporter.event("nothing_to_migrate", database=alias)
-            return []
-        reporter.phase("migrating", alias)
-        reporter.event("plan", database=alias, pending=len(plan),
-                       migrations=[f"{m.app_label}.{m.name}" for m in plan])  # fmt: skip
-        engine.prepare_session(alias, settings.ddl_lock_timeout)
-        applied = engine.apply(alias, reporter.event, retries=settings.ddl_retries)
-        reporter.event("migrated", database=alias, applied=len(applied),
-                       seconds=round(sum(a.seconds for a in applied), 3))  # fmt: skip
-        return applied
+        # The run's audit row: dead holders' runs reaped, then written as the run goes.
+        with audit.recording(alias, run_id, report=reporter.event, release=settings.release,
+                             phase=settings.phase, lock_wait=waited,
+                             reap_dead=settings.lock_mode != "off",
+                             accept_interrupted=settings.accept_interrupted) as record:  # fmt: skip
+            plan = engine.pending(alias)
+            if not plan:
+                reporter.event("nothing_to_migrate", database=alias)
+                return []
+            reporter.phase("migrating", alias)
+            reporter.event("plan", database=alias, pending=len(plan),
+                           migrations=[f"{m.app_label}.{m.name}" for m in plan])  # fmt: skip
+            record.begin([(m.app_label, m.name) for m in plan])
+            engine.prepare_session(alias, settings.ddl_lock_timeout)
+            try:
+                applied = engine.apply(alias, record.on_event, retries=settings.ddl_retries)
+            except MigrationFailed as failure:
+                if not settings.rollback_on_failure:
+                    raise
+                rollback.undo_failed_run(alias, record, failure, reporter.event)
+            reporter.event("migrated", database=alias, applied=len(applied),
+                           seconds=round(sum(a.seconds for a in applied), 3))  # fmt: skip
+            return applied
     finally:
         lock.release()
         lock.close()
