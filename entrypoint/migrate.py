@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from entrypoint.cancel import cancel_on_signal
 from entrypoint.databases import first_line
 from entrypoint.errors import ConfigError, Interrupted, MigrationFailed
 from entrypoint.process import SignalStop
@@ -153,6 +154,7 @@ def _apply_once(
     from django.core.management import call_command
     from django.core.management.base import SystemCheckError
     from django.core.management.commands.migrate import Command as MigrateCommand
+    from django.db import connections
     from django.db.migrations.exceptions import InconsistentMigrationHistory
 
     class Command(MigrateCommand):
@@ -161,7 +163,11 @@ def _apply_once(
         ) -> None:
             if action == "apply_start":
                 state.current = (migration.app_label, migration.name)
-                state.current_atomic = bool(getattr(migration, "atomic", True))
+                # Django wraps a migration in a transaction only where DDL can be rolled
+                # back; on MySQL/MariaDB an "atomic" migration may be left partly applied.
+                state.current_atomic = bool(getattr(migration, "atomic", True)) and bool(
+                    connections[alias].features.can_rollback_ddl
+                )
                 state.started = clock()
                 on_event("migration_started", database=alias, app=migration.app_label,
                          migration=migration.name, atomic=state.current_atomic)  # fmt: skip
@@ -176,10 +182,11 @@ def _apply_once(
     args = list(target) if target is not None else []
     state.current = state.failed = None
     try:
-        call_command(
-            command, *args, database=alias, interactive=False, verbosity=0,
-            skip_checks=not run_checks,
-        )  # fmt: skip
+        with cancel_on_signal(alias):
+            call_command(
+                command, *args, database=alias, interactive=False, verbosity=0,
+                skip_checks=not run_checks,
+            )  # fmt: skip
     except SignalStop as stop:
         raise Interrupted(stop.signum, _interrupted_message(stop.signum, alias, state)) from None
     except SystemCheckError as exc:

@@ -175,20 +175,36 @@ def test_eight_replicas_on_a_fresh_mariadb(launcher: Launcher, mysql_factory: An
 # -- faults ---------------------------------------------------------------------------------------
 
 
-def test_sigkill_of_the_holder_lets_the_next_replica_finish(
+def test_sigkill_of_the_holder_frees_the_lock_and_the_next_run_stops_at_its_migration(
     launcher: Launcher, mysql_db: MySQLDatabase
 ) -> None:
     """The holder dies by SIGKILL inside a migration: the server frees its named lock with the
-    session, the waiting replica takes over and applies everything exactly once."""
-    holder = launcher.start(
-        ["migrate"], launcher.env({"default": mysql_db.django()}, TESTPROJ_SLOW_SECONDS="60")
-    )
+    session and the waiting replica takes it. MySQL cannot roll back DDL, so that replica finds
+    the run interrupted in a migration that may be partly applied and stops with 70 saying so,
+    instead of re-running it blindly; one run that accepts it then applies the rest, each
+    migration exactly once."""
+    env = launcher.env({"default": mysql_db.django()})
+    holder = launcher.start(["migrate"], {**env, "TESTPROJ_SLOW_SECONDS": "60"})
     holder.wait_for_event("migration_started", migration="0003_slow")
-    waiter = launcher.start(["migrate"], launcher.env({"default": mysql_db.django()}))
+    waiter = launcher.start(["migrate"], env)
     waiting = waiter.wait_for_event("lock_waiting")
     assert waiting["holder"].startswith("connection ")
     os.killpg(holder.pid, signal.SIGKILL)
-    assert waiter.wait(60) == 0, waiter.stderr()
+    assert waiter.wait(60) == 70, waiter.stderr()
+    killed = str(holder.events()[0]["run"])
+    assert waiter.error_lines() == [
+        f"{PREFIX}run {killed} was interrupted while applying inventory.0003_slow on database "
+        "'default'; that migration is not atomic and may be partly applied; check the database, "
+        "then rerun once with ENTRYPOINT_ACCEPT_INTERRUPTED=1 (or --accept-interrupted) to apply "
+        "it again"
+    ]
+    assert mysql_db.query(
+        "SELECT status, current_migration, current_atomic FROM entrypoint_migration_run "
+        "WHERE id = %s",
+        (killed,),
+    ) == [("interrupted", "inventory.0003_slow", 0)]
+    accepted = launcher.run(["migrate"], {**env, "ENTRYPOINT_ACCEPT_INTERRUPTED": "1"})
+    assert accepted.popen.returncode == 0, accepted.stderr()
     rows = own_rows(mysql_db)
     assert len(rows) == len(set(rows))
     assert set(rows) == migrations_on_disk(*APPS)
@@ -211,6 +227,42 @@ def test_sigterm_of_a_waiting_replica_exits_143_at_once(
     assert waiter.wait(5) == 143
     assert time.monotonic() - sent < 1.0
     assert waiter.error_lines()[-1] == (PREFIX + "stopped by SIGTERM before the app server started")
+
+
+def test_sigterm_during_a_statement_cancels_it_within_a_second(
+    launcher: Launcher, mysql_db: MySQLDatabase
+) -> None:
+    """SIGTERM while the migration connection waits inside the C client: the statement is
+    cancelled on the server (KILL QUERY), the run exits 143 within a second naming the
+    migration, records itself interrupted, and the lock is free for the next replica at once."""
+    env = launcher.env({"default": mysql_db.django()})
+    holder = launcher.start(["migrate"], {**env, "TESTPROJ_SLOW_SECONDS": "60"})
+    holder.wait_for_event("migration_started", migration="0003_slow")
+    sleeping = (
+        "SELECT count(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT SLEEP%%'"
+    )
+    deadline = time.monotonic() + 10
+    while mysql_db.query(sleeping) != [(1,)]:
+        assert time.monotonic() < deadline, "SELECT SLEEP never started"
+        time.sleep(0.02)
+    sent = time.monotonic()
+    holder.popen.send_signal(signal.SIGTERM)
+    assert holder.wait(70) == 143
+    assert time.monotonic() - sent < 1.0
+    message = (
+        "stopped by SIGTERM while applying inventory.0003_slow on 'default'; it is not atomic "
+        "and may be partly applied"
+    )
+    assert holder.error_lines() == [PREFIX + message]
+    assert mysql_db.query(sleeping) == [(0,)]
+    run = str(holder.events()[0]["run"])
+    assert mysql_db.query(
+        "SELECT status, current_migration, error FROM entrypoint_migration_run WHERE id = %s",
+        (run,),
+    ) == [("interrupted", "inventory.0003_slow", message)]
+    follower = launcher.run(["migrate"], env)
+    assert follower.wait_for_event("lock_acquired")["waited"] < 0.5
+    assert ("inventory", "0003_slow") not in own_rows(mysql_db)
 
 
 @pytest.mark.skipif(find_mariadbd() is None, reason="needs mariadbd and mariadb-install-db")
