@@ -178,13 +178,15 @@ def plan_rollback(alias: str, runs: Sequence[RunRow], run: RunRow) -> RollbackPl
 
     chosen = set(unapply)
     blockers: list[str] = []
+    seen: set[Node] = set()
     later_runs: list[str] = []
     outside = False
-    for node in reversed(unapply):
-        for child in graph.node_map[node].descendants():
-            key = child.key
-            if key == node or key in chosen or key not in applied_now:
+    # Newest first, so that each blocker is named with the newest migration it depends on.
+    for node in unapply:
+        for key in graph.backwards_plan(node):
+            if key in chosen or key in seen or key not in applied_now:
                 continue
+            seen.add(key)
             owner = owned.get(key)
             if owner is None:
                 outside = True
@@ -203,7 +205,7 @@ def plan_rollback(alias: str, runs: Sequence[RunRow], run: RunRow) -> RollbackPl
             fixes.append(f"roll back run {', '.join(later_runs)} first")
         if outside:
             fixes.append("unapply what was applied outside django-entrypoint first")
-        msg = f"{refused}: {'; '.join(dict.fromkeys(blockers))}; {' and '.join(fixes)}"
+        msg = f"{refused}: {'; '.join(blockers)}; {' and '.join(fixes)}"
         raise PolicyError(msg)
     return RollbackPlan(alias, run, tuple(unapply), gone, taken)
 

@@ -7,7 +7,7 @@
     defaults to the project directory.
 ``TESTPROJ_EXTRA_APPS``
     Comma-separated apps switched on in addition to ``inventory`` and ``orders``:
-    ``broken``, ``conflicted``, ``analytics``, ``irreversible``.
+    ``broken``, ``conflicted``, ``analytics``, ``irreversible``, ``catalog``, ``reviews``.
 ``TESTPROJ_SLOW_SECONDS``
     How long the migration ``inventory.0003_slow`` takes (read by the migration itself).
 """

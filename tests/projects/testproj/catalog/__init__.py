@@ -1,0 +1,1 @@
+"""An app of two reversible migrations that a later app builds on (rollback tests)."""

@@ -1,0 +1,1 @@
+"""An app whose first migration depends on catalog's latest one (rollback tests)."""
