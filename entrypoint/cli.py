@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn
 
-from entrypoint import __version__, config, runner
+from entrypoint import __version__, config, manifest, runner
 from entrypoint.errors import (
     EX_CHECK_FAILED,
     EX_SOFTWARE,
@@ -26,7 +26,7 @@ from entrypoint.log import configure, flush, get_logger, mask
 from entrypoint.process import SignalStop, capture_signals, exec_command
 
 PROG = "django-entrypoint"
-COMMANDS = ("run", "migrate", "sidecar", "wait", "probe", "history", "rollback")
+COMMANDS = ("run", "migrate", "sidecar", "wait", "probe", "history", "rollback", "freeze")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -72,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     probe_parser.add_argument("--url", help="readiness URL (default: the health server's /readyz)")
     probe_parser.add_argument(
         "--timeout", type=float, default=2.0, help="seconds per step (default 2)"
+    )
+    freeze = commands.add_parser("freeze", help="write the migration manifest of the fast path")
+    freeze.add_argument(
+        "--output", metavar="PATH", help="where to write it (default: ENTRYPOINT_MANIFEST, or -)"
     )
     history = commands.add_parser("history", help="the audit trail of runs, newest first")
     history.add_argument("--format", choices=("text", "json"), default="text",
@@ -169,14 +173,16 @@ def _pipeline(args: argparse.Namespace, settings: config.Settings) -> int:
         with capture_signals(on_signal):
             logger.info("starting", command=command, version=__version__)
             try:
-                targets = runner.prepare(settings, reporter)
-                reporter.run_info(settings.release)
-                runner.wait_for_databases(settings, targets, reporter)
-                if command != "wait":
-                    outcome = runner.migrate_all(settings, targets, reporter, run_id)
-                    applied = sum(len(items) for items in outcome.applied.values())
-                    logger.info("ready", applied=applied, seconds=round(outcome.seconds, 3))
-                    reporter.phase("ready")
+                # Nothing to migrate, as the manifest vouches: ready without importing Django.
+                if not manifest.fast_path(command, settings, reporter):
+                    targets = runner.prepare(settings, reporter)
+                    reporter.run_info(settings.release)
+                    runner.wait_for_databases(settings, targets, reporter)
+                    if command != "wait":
+                        outcome = runner.migrate_all(settings, targets, reporter, run_id)
+                        applied = sum(len(items) for items in outcome.applied.values())
+                        logger.info("ready", applied=applied, seconds=round(outcome.seconds, 3))
+                        reporter.phase("ready")
             except SignalStop as stop:
                 raise Interrupted(stop.signum) from None
             except EntrypointError as exc:
@@ -227,6 +233,20 @@ def _probe(args: argparse.Namespace, settings: config.Settings) -> int:
             host = f"[{host}]"
         url = f"http://{host}:{settings.health_port}/readyz"
     return 0 if probe(url, timeout=args.timeout) else EX_CHECK_FAILED
+
+
+def _freeze(args: argparse.Namespace, settings: config.Settings) -> int:
+    """freeze: write the manifest of the migration graph (at image build time, no database)."""
+    logger = _configure_logging(settings, runner.new_run_id())
+    runner.setup_django(settings.settings_module)
+    output = args.output or settings.manifest or "-"
+    written = manifest.freeze(str(settings.settings_module), output)
+    if output == "-":
+        sys.stdout.write(written.text)
+        sys.stdout.flush()
+    logger.info("manifest_written", path=output, migrations=written.migrations,
+                files=written.files)  # fmt: skip
+    return 0
 
 
 def _positive(value: str) -> int:
@@ -308,6 +328,7 @@ HANDLERS: dict[str, Callable[[argparse.Namespace, config.Settings], int]] = {
     "sidecar": _pipeline,
     "wait": _pipeline,
     "probe": _probe,
+    "freeze": _freeze,
     "history": _history,
     "rollback": _rollback,
 }

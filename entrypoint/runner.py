@@ -47,13 +47,15 @@ class Reporter:
         """The run failed: readiness turns `failed` (only the error's class is shown there)."""
         self._health("failed", error=type(error).__name__)
 
-    def run_info(self, release: str | None) -> None:
+    def run_info(self, release: str | None, django_version: str | None = None) -> None:
         """The run-info metric: release, Django version, entrypoint version."""
-        import django
-
         from entrypoint import __version__
 
-        self._health("run_info", release=release or "", django_version=django.get_version(),
+        if django_version is None:
+            import django
+
+            django_version = django.get_version()
+        self._health("run_info", release=release or "", django_version=django_version,
                      version=__version__)  # fmt: skip
 
     def event(self, name: str, /, level: str = "info", **fields: Any) -> None:
@@ -248,6 +250,8 @@ def push_metrics(health: Any, url: str, logger: Any) -> None:
 
 def close_connections() -> None:
     """Close every Django connection (before an exec or exit)."""
+    if "django.db" not in sys.modules:
+        return  # never imported (the fast path, or an early error): nothing to close
     try:
         from django.db import connections
 
