@@ -191,7 +191,9 @@ def _migrate_one(
                 reporter._health("lock_holder_change", database=alias)
 
         waited = locks.acquire(lock, settings.lock_timeout, on_wait=on_wait)
-        reporter.event("lock_acquired", database=alias, waited=round(waited, 3))
+        # ``at`` (epoch seconds) lets bench/ measure the hand-off between replicas.
+        reporter.event("lock_acquired", database=alias, waited=round(waited, 3),
+                       at=round(time.time(), 6))  # fmt: skip
         reporter._health("lock_wait", database=alias, seconds=waited)
         # The run's audit row: dead holders' runs reaped, then written as the run goes.
         with audit.recording(alias, run_id, report=reporter.event, release=settings.release,
@@ -218,8 +220,9 @@ def _migrate_one(
             return applied
     finally:
         lock.release()
+        released = time.time()
         lock.close()
-        reporter.event("lock_released", level="debug", database=alias)
+        reporter.event("lock_released", level="debug", database=alias, at=round(released, 6))
 
 
 def push_metrics(health: Any, url: str, logger: Any) -> None:
