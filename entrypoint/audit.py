@@ -313,8 +313,8 @@ def format_runs(rows: Sequence[RunRow]) -> list[str]:
 
 def _summary(row: RunRow) -> str:
     if row.kind == "rollback":
-        of = f" of run {row.rollback_of}" if row.rollback_of else ""
-        return f"unapplied {len(row.applied)} of {len(row.planned)}{of}"
+        of = f"rollback of run {row.rollback_of}: " if row.rollback_of else ""
+        return f"{of}unapplied {len(row.applied)} of {len(row.planned)}"
     if not row.planned and row.status == "succeeded":
         return "nothing pending"
     return f"applied {len(row.applied)} of {len(row.planned)}"
@@ -324,8 +324,9 @@ def _details(row: RunRow) -> list[str]:
     sign = "-" if row.kind == "rollback" else "+"
     lines = [f"    {sign} {step.app}.{step.name} ({step.duration_ms} ms)" for step in row.applied]
     if row.current_migration is not None and row.status != "succeeded":
-        atomic = "" if row.current_atomic is not False else ", not atomic"
-        lines.append(f"    ! in progress: {dotted(row.current_migration)}{atomic}")
+        atomic = "" if row.current_atomic is not False else " (not atomic)"
+        word = "in progress" if row.status in {"running", "interrupted"} else "failed"
+        lines.append(f"    ! {word}: {dotted(row.current_migration)}{atomic}")
     if row.error:
         lines.append(f"    error: {row.error}")
     if row.resolved_by:
@@ -377,6 +378,9 @@ class Recording:
     steps: list[Step] = field(default_factory=list)
     current: Node | None = None
     current_atomic: bool | None = None
+    # From ``migration_failed``: False when a non-atomic migration failed before it changed
+    # anything (the engine counts its writes), True when it may be partly applied.
+    current_partial: bool | None = None
     undone: bool = False
     begun: bool = False
     finished: bool = False
@@ -404,6 +408,7 @@ class Recording:
         if name in {"migration_started", "migration_unapply_started"}:
             self.current = (str(fields["app"]), str(fields["migration"]))
             self.current_atomic = bool(fields.get("atomic", True))
+            self.current_partial = None
             self._update(current=True)
         elif name in {"migration_applied", "migration_unapplied"}:
             seconds = float(fields.get("seconds") or 0.0)
@@ -411,6 +416,13 @@ class Recording:
             self.steps.append(Step(app, migration, round(seconds * 1000)))
             self.current, self.current_atomic = None, None
             self._update(current=True)
+        elif name == "migration_failed" and fields.get("partial") is False:
+            # Without transactional DDL: nothing of it was written before the error, so
+            # running it again is safe (see entrypoint.ddl).
+            self.current_atomic = True
+        elif name in {"migration_failed", "migration_unapply_failed"}:
+            partial = fields.get("partial")
+            self.current_partial = None if partial is None else bool(partial)
         # A failed migration's connection may be broken: the failure is written by finish().
 
     def finish(self, status: str, error: str | None = None) -> None:
@@ -598,27 +610,33 @@ def invalid_indexes(alias: str) -> list[InvalidIndex]:
     ]
 
 
-def reap(alias: str, run_id: str, report: Report) -> list[RunRow]:
+def reap(alias: str, run_id: str, report: Report, *, dead: bool = True) -> list[RunRow]:
     """Mark runs left ``running`` by a dead holder as ``interrupted``; call under the lock.
 
     Only the lock holder writes ``running`` rows, so under the lock any such row belongs to a
     process that died (SIGKILL, an evicted pod, a lost host). Each is logged as
-    ``interrupted_run`` with the migration that was in progress. Returns the interrupted runs
-    whose in-progress migration was not atomic and that no later run has gone past yet.
+    ``interrupted_run`` with the migration that was in progress. Without a lock
+    (``ENTRYPOINT_LOCK=off``) a ``running`` row may belong to a live process: pass
+    ``dead=False`` to leave those alone. Returns the interrupted runs whose in-progress
+    migration was not atomic and that no later run has gone past yet.
     """
     from django.db import connections
 
     query = (
         f"SELECT {', '.join(_COLUMNS)} FROM {TABLE} WHERE db_alias = %s AND (status = %s "
-        "OR (status = %s AND current_atomic = 0 AND resolved_by IS NULL)) ORDER BY seq"
+        "OR (status IN (%s, %s) AND current_atomic = 0 AND resolved_by IS NULL)) ORDER BY seq"
     )
     connection = connections[alias]
+    # Without transactional DDL (MySQL/MariaDB) a failed migration may be partly applied too.
+    gated = "interrupted" if connection.features.can_rollback_ddl else "failed"
     with connection.cursor() as cursor:
-        cursor.execute(query, [alias, "running", "interrupted"])
+        cursor.execute(query, [alias, "running", "interrupted", gated])
         rows = [RunRow.from_row(row) for row in cursor.fetchall()]
     pending: list[RunRow] = []
     for row in rows:
         if row.status == "running":
+            if not dead:
+                continue
             error = (
                 f"the process ended without finishing (killed, or its host lost); found by "
                 f"run {run_id}"
@@ -667,8 +685,9 @@ def check_interrupted(
         if indexes:
             drops = "; ".join(index.drop for index in indexes)
             left = f"; invalid indexes are left behind, drop each first: {drops}"
+        ended = "failed" if row.status == "failed" else "was interrupted"
         msg = (
-            f"run {row.id} was interrupted while applying {dotted(node)} on database "
+            f"run {row.id} {ended} while applying {dotted(node)} on database "
             f"{alias!r}; that migration is not atomic and may be partly applied{left}; check "
             "the database, then rerun once with ENTRYPOINT_ACCEPT_INTERRUPTED=1 (or "
             "--accept-interrupted) to apply it again"
@@ -705,8 +724,8 @@ def recording(
 ) -> Iterator[Recording]:
     """Record one run on ``alias``; enter it right after the lock is taken.
 
-    Creates the table, reaps runs left ``running`` (``reap_dead``; only meaningful under a
-    lock), refuses to go on past an interrupted non-atomic migration (``gate``), then yields
+    Creates the table, reaps runs left ``running`` (``reap_dead``: only under a lock can they
+    be told dead), refuses to go on past an interrupted non-atomic migration (``gate``), then yields
     the :class:`Recording`. Leaving the block finishes the row: ``succeeded``; ``interrupted``
     on SIGTERM/SIGINT; ``rolled_back`` when the run undid itself; ``failed`` otherwise. A run
     that never calls :meth:`Recording.begin` (nothing pending, or refused before the first
@@ -716,10 +735,9 @@ def recording(
                        lock_wait=lock_wait, rollback_of=rollback_of)  # fmt: skip
     ensure_table(alias)
     try:
-        if reap_dead:
-            found = reap(alias, run_id, report)
-            if gate:
-                check_interrupted(alias, found, run_id, accept=accept_interrupted, report=report)
+        found = reap(alias, run_id, report, dead=reap_dead)
+        if gate:
+            check_interrupted(alias, found, run_id, accept=accept_interrupted, report=report)
         yield record
     except BaseException as exc:
         record.fail_with(exc)

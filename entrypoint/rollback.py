@@ -314,7 +314,11 @@ def undo_failed_run(
     if not nodes:
         msg = f"{failure}; nothing to roll back, this run applied no migration before it"
         raise MigrationFailed(msg) from failure
-    if record.current is not None and record.current_atomic is False:
+    if (
+        record.current is not None
+        and record.current_atomic is False
+        and record.current_partial is not False
+    ):
         msg = (
             f"{failure}; not rolled back: {dotted(record.current)} is not atomic and may be "
             "partly applied, check it by hand first"
