@@ -6,6 +6,7 @@ This is the only module that prints for people; everything else reports through 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -26,7 +27,9 @@ from entrypoint.log import configure, flush, get_logger, mask
 from entrypoint.process import SignalStop, capture_signals, exec_command
 
 PROG = "django-entrypoint"
-COMMANDS = ("run", "migrate", "sidecar", "wait", "probe", "history", "rollback", "freeze")
+COMMANDS = (
+    "run", "migrate", "sidecar", "wait", "check", "plan", "history", "rollback", "probe", "freeze",
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -68,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("migrate", help="wait, lock, migrate, exit")
     commands.add_parser("sidecar", help="wait, lock, migrate, then serve health until SIGTERM")
     commands.add_parser("wait", help="wait for the database(s), exit")
+    plan_parser = commands.add_parser("plan", help="pending migrations with phase and reasons")
+    plan_parser.add_argument("--format", choices=("text", "json"), default="text")
+    check_parser = commands.add_parser("check", help="CI gate, read-only: exit 1 on a problem")
+    check_parser.add_argument("--format", choices=("text", "json"), default="text")
     probe_parser = commands.add_parser("probe", help="exit 0 when readiness answers 200")
     probe_parser.add_argument("--url", help="readiness URL (default: the health server's /readyz)")
     probe_parser.add_argument(
@@ -322,7 +329,78 @@ def _rollback(args: argparse.Namespace, settings: config.Settings) -> int:
     return 0
 
 
+def _read_only_setup(settings: config.Settings) -> list[Any]:
+    """Settings, targets and a wait for the databases, for commands that only read."""
+    logger = _configure_logging(settings, runner.new_run_id())
+    reporter = runner.Reporter(logger=logger)
+    with capture_signals():
+        try:
+            targets = runner.prepare(settings, reporter, check_locks=False)
+            runner.wait_for_databases(settings, targets, reporter)
+        except SignalStop as stop:
+            raise Interrupted(stop.signum) from None
+    return targets
+
+
+def _plan(args: argparse.Namespace, settings: config.Settings) -> int:
+    """plan: the pending migrations with deploy phase, reasons, atomicity and reversibility."""
+    from entrypoint.migrate import split
+
+    targets = _read_only_setup(settings)
+    rows: list[dict[str, Any]] = []
+    for target in targets:
+        result = split(target.alias, settings.phase)
+        held = {(m.app, m.name) for m in result.held}
+        for migration in result.planned:
+            row = {**migration.to_dict(), "database": target.alias}
+            row["held"] = (migration.app, migration.name) in held
+            rows.append(row)
+    runner.close_connections()
+    if args.format == "json":
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("nothing to migrate")
+    for row in rows:
+        flags = ", ".join(
+            word
+            for word, on in (
+                ("atomic" if row["atomic"] else "non-atomic", True),
+                ("irreversible", not row["reversible"]),
+                (f"held by ENTRYPOINT_PHASE={settings.phase}", row["held"]),
+            )
+            if on
+        )
+        print(f"{row['database']}  {row['phase']:<11}  {row['app']}.{row['name']}  ({flags})")
+        for reason in row["reasons"]:
+            print(f"    - {reason}")
+    return 0
+
+
+def _check(args: argparse.Namespace, settings: config.Settings) -> int:
+    """check: the read-only CI gate; exit 1 with one line per problem."""
+    from entrypoint.checks import find_problems
+    from entrypoint.phases import Policy
+
+    targets = _read_only_setup(settings)
+    policy = Policy(settings.phase)
+    problems = []
+    for target in targets:
+        problems.extend(find_problems(target.alias, policy))
+    runner.close_connections()
+    if args.format == "json":
+        print(json.dumps([problem.to_dict() for problem in problems], indent=2))
+    else:
+        for problem in problems:
+            print(f"{problem.database}: {problem.kind}: {problem.message}")
+        if not problems:
+            print(f"ok: {', '.join(t.alias for t in targets)} up to date, nothing to report")
+    return EX_CHECK_FAILED if problems else 0
+
+
 HANDLERS: dict[str, Callable[[argparse.Namespace, config.Settings], int]] = {
+    "plan": _plan,
+    "check": _check,
     "run": _pipeline,
     "migrate": _pipeline,
     "sidecar": _pipeline,

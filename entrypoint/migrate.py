@@ -247,3 +247,35 @@ def _interrupted_message(signum: int, alias: str, state: Progress) -> str:
     else:
         outcome = "it is not atomic and may be partly applied"
     return f"stopped by {name} while applying {app}.{migration} on {alias!r}; {outcome}"
+
+
+@dataclass
+class PlanSplit:
+    """The pending plan of one database, classified and split by the deploy-phase policy."""
+
+    planned: list[Any]
+    apply: list[Any]
+    held: list[Any]
+    targets: list[Node] | None
+
+
+def split(alias: str, policy: str) -> PlanSplit:
+    """Classify the pending plan of ``alias`` and split it for ``policy`` (all, pre-deploy,
+    post-deploy). ``targets`` is None when everything pending is to be applied.
+
+    Raises PlanCannotBeSplit (exit 65) when a held migration is needed by one to apply.
+    """
+    from django.db import connections
+    from django.db.migrations.executor import MigrationExecutor
+
+    from entrypoint.phases import Policy, classify_plan, plan_targets, split_plan
+
+    executor = MigrationExecutor(connections[alias])
+    graph = executor.loader.graph
+    forwards = [
+        (m, False) for m, backwards in executor.migration_plan(graph.leaf_nodes()) if not backwards
+    ]
+    planned = classify_plan(forwards, executor.loader)
+    apply_now, held = split_plan(planned, Policy(policy), graph)
+    targets = plan_targets(apply_now, graph) if held else None
+    return PlanSplit(planned=planned, apply=apply_now, held=held, targets=targets)

@@ -118,12 +118,13 @@ def setup_django(settings_module: str | None) -> None:
         raise ConfigError(msg) from exc
 
 
-def prepare(settings: Settings, reporter: Reporter) -> list[Target]:
+def prepare(settings: Settings, reporter: Reporter, *, check_locks: bool = True) -> list[Target]:
     """Set Django up and resolve the target databases; check each has a lock. No I/O yet."""
     setup_django(settings.settings_module)
     targets = resolve_targets(settings.databases)
     for target in targets:
-        locks.check_supported(target, settings.lock_mode)
+        if check_locks:
+            locks.check_supported(target, settings.lock_mode)
     reporter.event("databases", databases=[t.alias for t in targets])
     return targets
 
@@ -200,17 +201,18 @@ def _migrate_one(
                              phase=settings.phase, lock_wait=waited,
                              reap_dead=settings.lock_mode != "off",
                              accept_interrupted=settings.accept_interrupted) as record:  # fmt: skip
-            plan = engine.pending(alias)
+            plan, targets = _plan(alias, settings.phase, reporter)
             if not plan:
                 reporter.event("nothing_to_migrate", database=alias)
                 return []
             reporter.phase("migrating", alias)
             reporter.event("plan", database=alias, pending=len(plan),
-                           migrations=[f"{m.app_label}.{m.name}" for m in plan])  # fmt: skip
-            record.begin([(m.app_label, m.name) for m in plan])
+                           migrations=[f"{app}.{name}" for app, name in plan[:50]])  # fmt: skip
+            record.begin(plan)
             engine.prepare_session(alias, settings.ddl_lock_timeout)
             try:
-                applied = engine.apply(alias, record.on_event, retries=settings.ddl_retries)
+                applied = engine.apply(alias, record.on_event, targets=targets,
+                                       retries=settings.ddl_retries)  # fmt: skip
             except MigrationFailed as failure:
                 if not settings.rollback_on_failure:
                     raise
@@ -249,6 +251,26 @@ def push_metrics(health: Any, url: str, logger: Any) -> None:
             logger.info("metrics_pushed", status=answer.status)
     except (OSError, urllib.error.URLError) as exc:
         logger.warning("metrics_push_failed", error=f"{type(exc).__name__}: {exc}")
+
+
+def _plan(
+    alias: str, phase: str, reporter: Reporter
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]] | None]:
+    """What to apply now, and the targets for it (None: everything pending).
+
+    With ENTRYPOINT_PHASE=pre-deploy the post-deploy part of the plan is held: each held
+    migration is logged with its reasons and counted.
+    """
+    if phase == "all":
+        return [(m.app_label, m.name) for m in engine.pending(alias)], None
+    result = engine.split(alias, phase)
+    for held in result.held:
+        reporter.event("migration_held", level="warning", database=alias, app=held.app,
+                       migration=held.name, phase=held.phase.value,
+                       reasons=list(held.reasons), policy=phase)  # fmt: skip
+    if result.held:
+        reporter._health("held", database=alias, count=len(result.held))
+    return [(m.app, m.name) for m in result.apply], result.targets
 
 
 def close_connections() -> None:

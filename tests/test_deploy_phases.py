@@ -1,0 +1,148 @@
+"""The deploy-phase policy and the `plan` and `check` commands, end to end on PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+from tests.conftest import REPO, TESTS, Launcher, PgDatabase
+
+PHASEPROJ = TESTS / "projects" / "phaseproj"
+
+
+def phase_env(launcher: Launcher, pg: PgDatabase, apps: str, **extra: str) -> dict[str, str]:
+    """Environment of the phase test project with these apps on this database."""
+    env = launcher.env(**extra)
+    env.update(
+        PYTHONPATH=os.pathsep.join([str(PHASEPROJ), str(REPO)]),
+        DJANGO_SETTINGS_MODULE="phaseproj.settings",
+        PHASEPROJ_APPS=apps,
+        PHASEPROJ_DATABASES=json.dumps({"default": pg.django()}),
+    )
+    return env
+
+
+def migrate_to(env: dict[str, str], app: str, name: str) -> None:
+    """Bring the database to one migration with plain manage.py (the deployed state)."""
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", app, name, "--noinput", "-v0"],
+        cwd=PHASEPROJ, env=env, check=True, timeout=60,
+    )  # fmt: skip
+
+
+def start(launcher: Launcher, args: list[str], env: dict[str, str]) -> Any:
+    """Run the entrypoint in the phase project and wait for it."""
+    proc = launcher.start(args, env, cwd=PHASEPROJ)
+    proc.wait(60)
+    return proc
+
+
+def applied(pg: PgDatabase, app: str) -> list[str]:
+    """Names of the applied migrations of an app."""
+    return [
+        n
+        for (n,) in pg.query(
+            "SELECT name FROM django_migrations WHERE app = %s ORDER BY name", (app,)
+        )
+    ]
+
+
+def test_pre_deploy_holds_the_remove_field_and_post_deploy_applies_it(
+    launcher: Launcher, pg_db: PgDatabase
+) -> None:
+    """pre-deploy applies the backward-compatible AddField and holds the RemoveField (logged
+    with its reason, exit 0); post-deploy then applies it."""
+    env = phase_env(launcher, pg_db, "shop")
+    migrate_to(env, "shop", "0001_initial")
+    pre = start(launcher, ["migrate"], {**env, "ENTRYPOINT_PHASE": "pre-deploy"})
+    assert pre.popen.returncode == 0, pre.stderr()
+    assert applied(pg_db, "shop") == ["0001_initial", "0002_product_note"]
+    held = pre.wait_for_event("migration_held")
+    assert (held["app"], held["migration"], held["phase"]) == (
+        "shop",
+        "0003_remove_product_legacy_code",
+        "post-deploy",
+    )
+    assert held["reasons"] == [
+        "RemoveField shop.Product.legacy_code: drops a column old code still reads and writes"
+    ]
+    columns = "SELECT column_name FROM information_schema.columns WHERE table_name = 'shop_product' ORDER BY 1"
+    assert ("legacy_code",) in pg_db.query(columns)
+    post = start(launcher, ["migrate"], {**env, "ENTRYPOINT_PHASE": "post-deploy"})
+    assert post.popen.returncode == 0, post.stderr()
+    assert applied(pg_db, "shop") == [
+        "0001_initial",
+        "0002_product_note",
+        "0003_remove_product_legacy_code",
+    ]
+    assert ("legacy_code",) not in pg_db.query(columns)
+
+
+def test_a_plan_that_cannot_be_split_is_refused(launcher: Launcher, pg_db: PgDatabase) -> None:
+    """A pre-deploy migration that depends on a held post-deploy one: 65, naming both, and
+    nothing applied."""
+    env = phase_env(launcher, pg_db, "tangle")
+    migrate_to(env, "tangle", "0001_initial")
+    proc = start(launcher, ["migrate"], {**env, "ENTRYPOINT_PHASE": "pre-deploy"})
+    assert proc.popen.returncode == 65
+    [line] = proc.error_lines()
+    assert line.startswith("django-entrypoint: error: ")
+    assert "tangle.0003_item_note" in line
+    assert "tangle.0002_remove_item_code" in line
+    assert applied(pg_db, "tangle") == ["0001_initial"]
+
+
+def test_plan_json_lists_pending_migrations_with_phase_and_reasons(
+    launcher: Launcher, pg_db: PgDatabase
+) -> None:
+    """`plan --format json`: one object per pending migration with the documented keys."""
+    env = phase_env(launcher, pg_db, "shop")
+    migrate_to(env, "shop", "0001_initial")
+    proc = start(launcher, ["plan", "--format", "json"], {**env, "ENTRYPOINT_PHASE": "pre-deploy"})
+    assert proc.popen.returncode == 0, proc.stderr()
+    rows = json.loads(proc.stdout())
+    assert [(r["app"], r["name"], r["phase"], r["held"]) for r in rows] == [
+        ("shop", "0002_product_note", "pre-deploy", False),
+        ("shop", "0003_remove_product_legacy_code", "post-deploy", True),
+    ]
+    assert {"app", "name", "phase", "reasons", "atomic", "reversible"} <= set(rows[0])
+    assert applied(pg_db, "shop") == ["0001_initial"]  # plan changed nothing
+
+
+def test_check_is_read_only_and_exits_1_on_unapplied(launcher: Launcher, pg_db: PgDatabase) -> None:
+    """`check` on a fresh database: exit 1, one line per unapplied migration, and afterwards
+    the database has no table at all (no lock, no django_migrations, no audit table)."""
+    env = phase_env(launcher, pg_db, "shop")
+    proc = start(launcher, ["check"], env)
+    assert proc.popen.returncode == 1, proc.stderr()
+    assert proc.stdout().splitlines() == [
+        f"default: unapplied: shop.{name} is not applied on database 'default'; apply it with 'django-entrypoint migrate'"
+        for name in ("0001_initial", "0002_product_note", "0003_remove_product_legacy_code")
+    ]
+    assert pg_db.query("SELECT tablename FROM pg_tables WHERE schemaname = 'public'") == []
+
+
+def test_check_passes_on_an_up_to_date_database(launcher: Launcher, pg_db: PgDatabase) -> None:
+    """`check` after a migrate: exit 0 and an ok line."""
+    env = phase_env(launcher, pg_db, "shop")
+    assert start(launcher, ["migrate"], env).popen.returncode == 0
+    proc = start(launcher, ["check"], env)
+    assert proc.popen.returncode == 0, proc.stdout() + proc.stderr()
+    assert proc.stdout().splitlines() == ["ok: default up to date, nothing to report"]
+
+
+def test_check_reports_missing_migrations_and_policy_holds(
+    launcher: Launcher, pg_db: PgDatabase
+) -> None:
+    """`check --phase pre-deploy --format json`: model drift and a held migration, as JSON."""
+    env = phase_env(launcher, pg_db, "shop,drift")
+    migrate_to(env, "shop", "0001_initial")
+    migrate_to(env, "drift", "0001_initial")
+    proc = start(launcher, ["--phase", "pre-deploy", "check", "--format", "json"], env)
+    assert proc.popen.returncode == 1
+    kinds = [(p["kind"], p["app"]) for p in json.loads(proc.stdout())]
+    assert ("missing", "drift") in kinds
+    assert ("policy", "shop") in kinds
