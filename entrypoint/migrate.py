@@ -18,6 +18,7 @@ from typing import Any
 
 from entrypoint.cancel import cancel_on_signal
 from entrypoint.databases import first_line
+from entrypoint.ddl import WriteCounter, failing_operation, left_behind
 from entrypoint.errors import ConfigError, Interrupted, MigrationFailed
 from entrypoint.process import SignalStop
 
@@ -171,6 +172,7 @@ def _apply_once(
                 state.started = clock()
                 on_event("migration_started", database=alias, app=migration.app_label,
                          migration=migration.name, atomic=state.current_atomic)  # fmt: skip
+                writes.reset()
             elif action == "apply_success":
                 done = Applied(migration.app_label, migration.name, clock() - state.started)
                 state.applied.append(done)
@@ -181,8 +183,9 @@ def _apply_once(
     command = Command(stdout=io.StringIO(), stderr=io.StringIO())
     args = list(target) if target is not None else []
     state.current = state.failed = None
+    writes = WriteCounter()
     try:
-        with cancel_on_signal(alias):
+        with cancel_on_signal(alias), connections[alias].execute_wrapper(writes):
             call_command(
                 command, *args, database=alias, interactive=False, verbosity=0,
                 skip_checks=not run_checks,
@@ -204,9 +207,17 @@ def _apply_once(
             app, name = state.failed = state.current
             state.failed_atomic = state.current_atomic
             seconds = round(clock() - state.started, 4)
+            # Without transactional DDL, a migration whose own statements all failed or only
+            # read left nothing behind; one that changed something may be partly applied.
+            partial = None
+            if not state.current_atomic and not connections[alias].features.can_rollback_ddl:
+                partial = writes.count > 0
             on_event("migration_failed", level="error", database=alias, app=app,
-                     migration=name, error=type(exc).__name__, seconds=seconds)  # fmt: skip
+                     migration=name, error=type(exc).__name__, seconds=seconds,
+                     **({} if partial is None else {"partial": partial}))  # fmt: skip
             msg = f"migration {app}.{name} failed on database {alias!r}: {_error_text(exc)}"
+            if partial:
+                msg += f"; {left_behind(failing_operation(exc))}"
         else:
             msg = f"migrate failed on database {alias!r}: {_error_text(exc)}"
         raise MigrationFailed(msg, lock_timeout=lock_timeout) from exc

@@ -6,6 +6,7 @@ Exactly-once is asserted from ``django_migrations``, never from log text alone.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -392,3 +393,138 @@ def test_lock_timeout_exits_75_naming_the_holder(
         f"{server.port}/{mysql_db.name}) is still held by connection {ident} {server.user}@"
     ), port
     assert line.endswith("; let that run finish, or raise ENTRYPOINT_LOCK_TIMEOUT")
+
+
+# -- audit trail, history and rollback ------------------------------------------------------------
+
+
+def runs(db: MySQLDatabase) -> list[dict[str, Any]]:
+    """Audit rows, oldest first, with the JSON columns decoded."""
+    names = ("id", "kind", "status", "release_label", "started_at", "finished_at", "applied",
+             "current_migration", "current_atomic", "error", "rollback_of", "resolved_by")  # fmt: skip
+    rows = db.query(f"SELECT {', '.join(names)} FROM entrypoint_migration_run ORDER BY seq")
+    decoded = []
+    for row in rows:
+        item = dict(zip(names, row, strict=True))
+        item["applied"] = [(s["app"], s["name"]) for s in json.loads(item["applied"])]
+        decoded.append(item)
+    return decoded
+
+
+def schema(db: MySQLDatabase) -> list[tuple[str, str]]:
+    """(table, column) of every table of the database, sorted."""
+    rows = db.query(
+        "SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s",
+        (db.name,),
+    )
+    return sorted((table, column) for table, column in rows)
+
+
+def recorded(db: MySQLDatabase) -> list[tuple[str, str]]:
+    """django_migrations rows in the order they were recorded."""
+    return [(a, n) for a, n in db.query("SELECT app, name FROM django_migrations ORDER BY id")]
+
+
+def test_audit_rows_and_history_on_mariadb(launcher: Launcher, mysql_db: MySQLDatabase) -> None:
+    """The audit table is created on MariaDB: a run is one `succeeded` row whose applied list
+    matches django_migrations, a run with nothing pending one more row; `history --format json`
+    lists them newest first with UTC times."""
+    env = launcher.env({"default": mysql_db.django()}, ENTRYPOINT_RELEASE="v7")
+    first = launcher.run(["migrate"], env)
+    second = launcher.run(["migrate"], env)
+    assert (first.popen.returncode, second.popen.returncode) == (0, 0), first.stderr()
+    done, noop = runs(mysql_db)
+    assert (done["id"], noop["id"]) == (first.events()[0]["run"], second.events()[0]["run"])
+    assert (done["status"], done["release_label"]) == ("succeeded", "v7")
+    assert done["applied"] == recorded(mysql_db)
+    assert (noop["status"], noop["applied"]) == ("succeeded", [])
+    assert done["finished_at"] >= done["started_at"]
+    listed = json.loads(launcher.run(["history", "--format", "json"], env).stdout())
+    assert [run["id"] for run in listed] == [noop["id"], done["id"]]
+    assert listed[1]["started_at"].endswith(("Z", "+00:00"))
+
+
+def test_rollback_last_restores_the_schema_on_mariadb(
+    launcher: Launcher, mysql_db: MySQLDatabase
+) -> None:
+    """`rollback --last` unapplies what the last release applied, newest first: the columns and
+    django_migrations are as before it, and the release's run becomes `rolled_back`."""
+    env = launcher.env({"default": mysql_db.django()})
+    assert launcher.run(["migrate"], env).popen.returncode == 0
+    before = (schema(mysql_db), recorded(mysql_db))
+    books = {**env, "TESTPROJ_EXTRA_APPS": "catalog,reviews"}
+    release = launcher.run(["migrate"], books)
+    assert release.popen.returncode == 0, release.stderr()
+    assert recorded(mysql_db) != before[1]
+    undo = launcher.run(["rollback", "--last"], books)
+    assert undo.popen.returncode == 0, undo.stderr()
+    assert (schema(mysql_db), recorded(mysql_db)) == before
+    _, undone, rollback = runs(mysql_db)
+    assert (undone["status"], undone["resolved_by"]) == ("rolled_back", undo.events()[0]["run"])
+    assert (rollback["kind"], rollback["rollback_of"]) == ("rollback", undone["id"])
+
+
+def test_a_migration_failing_before_any_change_is_rolled_back_on_failure(
+    launcher: Launcher, mysql_db: MySQLDatabase
+) -> None:
+    """A migration whose only statement fails changed nothing, even without transactional DDL:
+    the row marks it safe to run again, and ENTRYPOINT_ROLLBACK_ON_FAILURE unapplies what the
+    run applied before it, leaving the schema as the run found it."""
+    env = launcher.env({"default": mysql_db.django()})
+    assert launcher.run(["migrate"], env).popen.returncode == 0
+    before = (schema(mysql_db), recorded(mysql_db))
+    broken = {**env, "TESTPROJ_EXTRA_APPS": "broken", "ENTRYPOINT_ROLLBACK_ON_FAILURE": "1"}
+    code, line = run_bad(launcher, ["migrate"], broken)
+    assert code == 70
+    assert line.startswith("migration broken.0002_fails failed on database 'default': ")
+    assert line.endswith("; rolled back broken.0001_initial, so the schema is as this run found it")
+    assert (schema(mysql_db), recorded(mysql_db)) == before
+    failed = runs(mysql_db)[-1]
+    assert (failed["status"], failed["current_migration"], failed["current_atomic"]) == (
+        "rolled_back", "broken.0002_fails", 1,
+    )  # fmt: skip
+    again = launcher.run(["migrate"], {**env, "TESTPROJ_EXTRA_APPS": "broken"})
+    assert again.popen.returncode == 70
+    assert again.error_lines()[-1].startswith(
+        f"{PREFIX}migration broken.0002_fails failed on database 'default': "
+    )  # run again, not stopped by a gate
+
+
+def test_a_migration_failing_half_way_stops_the_next_runs_until_accepted(
+    launcher: Launcher, mysql_db: MySQLDatabase
+) -> None:
+    """A migration that fails after its first operation committed DDL: the run says what stays
+    applied and what may be partly applied, and does not roll back on failure; the next run
+    stops with 70 instead of re-running it into a duplicate column; once the column is dropped
+    by hand, one run with ENTRYPOINT_ACCEPT_INTERRUPTED=1 applies it."""
+    env = launcher.env({"default": mysql_db.django()}, TESTPROJ_EXTRA_APPS="halfway")
+    failing = {**env, "TESTPROJ_HALFWAY_FAIL": "1", "ENTRYPOINT_ROLLBACK_ON_FAILURE": "1"}
+    code, line = run_bad(launcher, ["migrate"], failing)
+    assert (code, line) == (
+        70,
+        "migration halfway.0002_colour failed on database 'default': RuntimeError: halfway "
+        "failure asked for by TESTPROJ_HALFWAY_FAIL=1; this database cannot roll back DDL, so "
+        "operation 1 stays applied and operation 2 of 2 (Raw Python operation) may be partly "
+        "applied; not rolled back: halfway.0002_colour is not atomic and may be partly applied, "
+        "check it by hand first",
+    )
+    assert ("halfway_gadget", "colour") in schema(mysql_db)
+    assert ("halfway", "0002_colour") not in recorded(mysql_db)
+    failed = runs(mysql_db)[-1]
+    assert (failed["status"], failed["current_migration"], failed["current_atomic"]) == (
+        "failed", "halfway.0002_colour", 0,
+    )  # fmt: skip
+
+    gated = (
+        f"run {failed['id']} failed while applying halfway.0002_colour on database 'default'; "
+        "that migration is not atomic and may be partly applied; check the database, then rerun "
+        "once with ENTRYPOINT_ACCEPT_INTERRUPTED=1 (or --accept-interrupted) to apply it again"
+    )
+    assert run_bad(launcher, ["migrate"], env) == (70, gated)
+    assert run_bad(launcher, ["migrate"], env) == (70, gated)
+    mysql_db.query("ALTER TABLE halfway_gadget DROP COLUMN colour")
+    accepted = launcher.run(["migrate"], {**env, "ENTRYPOINT_ACCEPT_INTERRUPTED": "1"})
+    assert accepted.popen.returncode == 0, accepted.stderr()
+    assert recorded(mysql_db).count(("halfway", "0002_colour")) == 1
+    assert runs(mysql_db)[0]["resolved_by"] == accepted.events()[0]["run"]
+    assert launcher.run(["migrate"], env).popen.returncode == 0
