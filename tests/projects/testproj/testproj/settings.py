@@ -7,9 +7,12 @@
     defaults to the project directory.
 ``TESTPROJ_EXTRA_APPS``
     Comma-separated apps switched on in addition to ``inventory`` and ``orders``:
-    ``broken``, ``conflicted``, ``analytics``, ``irreversible``, ``catalog``, ``reviews``.
+    ``broken``, ``conflicted``, ``analytics``, ``irreversible``, ``catalog``, ``reviews``,
+    ``halfway``.
 ``TESTPROJ_SLOW_SECONDS``
     How long the migration ``inventory.0003_slow`` takes (read by the migration itself).
+``TESTPROJ_HALFWAY_FAIL``
+    ``1`` makes ``halfway.0002_colour`` fail after it added its column.
 """
 
 import json
