@@ -1,7 +1,8 @@
 """Settings of the example site, configured from the environment.
 
 ``DATABASE_URL``
-    ``postgres://user:password@host:port/name`` or ``sqlite:///path``; when unset, SQLite at
+    ``postgres://user:password@host:port/name``, ``mysql://user:password@host:port/name`` or
+    ``sqlite:///path``; when unset, SQLite at
     ``EXAMPLE_SQLITE_PATH`` (default ``db.sqlite3`` beside ``manage.py``).
 ``DJANGO_SECRET_KEY``, ``DJANGO_DEBUG``, ``DJANGO_ALLOWED_HOSTS`` (comma-separated, default ``*``).
 """
@@ -20,14 +21,17 @@ ALLOWED_HOSTS = [h.strip() for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "*").
 
 
 def database_from_url(url: str) -> dict[str, Any]:
-    """Turn ``postgres://user:pass@host:port/name`` or ``sqlite:///path`` into a DATABASES entry."""
+    """Turn ``postgres://``, ``mysql://`` (also MariaDB) or ``sqlite:///`` URLs into a DATABASES
+    entry."""
     parts = urlsplit(url)
     if parts.scheme == "sqlite":
         # sqlite:///relative/path and sqlite:////absolute/path, as dj-database-url reads them
         return {"ENGINE": "django.db.backends.sqlite3", "NAME": unquote(parts.path[1:])}
-    if parts.scheme in {"postgres", "postgresql", "pgsql"}:
+    engines = {"postgres": "postgresql", "postgresql": "postgresql", "pgsql": "postgresql",
+               "mysql": "mysql", "mariadb": "mysql"}  # fmt: skip
+    if parts.scheme in engines:
         return {
-            "ENGINE": "django.db.backends.postgresql",
+            "ENGINE": f"django.db.backends.{engines[parts.scheme]}",
             "NAME": unquote(parts.path.lstrip("/")),
             "USER": unquote(parts.username or ""),
             "PASSWORD": unquote(parts.password or ""),
@@ -35,7 +39,8 @@ def database_from_url(url: str) -> dict[str, Any]:
             "PORT": str(parts.port or ""),
         }
     message = (
-        f"DATABASE_URL scheme {parts.scheme!r} is not supported; use postgres:// or sqlite:///"
+        f"DATABASE_URL scheme {parts.scheme!r} is not supported; use postgres://, mysql:// "
+        "or sqlite:///"
     )
     raise ValueError(message)
 
