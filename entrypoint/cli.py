@@ -344,6 +344,8 @@ def _read_only_setup(settings: config.Settings) -> list[Any]:
 
 def _plan(args: argparse.Namespace, settings: config.Settings) -> int:
     """plan: the pending migrations with deploy phase, reasons, atomicity and reversibility."""
+    from django.db import connections
+
     from entrypoint.migrate import split
 
     targets = _read_only_setup(settings)
@@ -351,8 +353,11 @@ def _plan(args: argparse.Namespace, settings: config.Settings) -> int:
     for target in targets:
         result = split(target.alias, settings.phase)
         held = {(m.app, m.name) for m in result.held}
+        # MySQL/MariaDB commit each DDL statement: no migration runs in a transaction there.
+        ddl_rolls_back = bool(connections[target.alias].features.can_rollback_ddl)
         for migration in result.planned:
             row = {**migration.to_dict(), "database": target.alias}
+            row["atomic"] = row["atomic"] and ddl_rolls_back
             row["held"] = (migration.app, migration.name) in held
             rows.append(row)
     runner.close_connections()

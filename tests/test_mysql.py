@@ -528,3 +528,22 @@ def test_a_migration_failing_half_way_stops_the_next_runs_until_accepted(
     assert recorded(mysql_db).count(("halfway", "0002_colour")) == 1
     assert runs(mysql_db)[0]["resolved_by"] == accepted.events()[0]["run"]
     assert launcher.run(["migrate"], env).popen.returncode == 0
+
+
+def test_plan_and_check_on_mariadb(launcher: Launcher, mysql_db: MySQLDatabase) -> None:
+    """`plan` lists every pending migration with its phase, as non-atomic (MySQL commits each DDL
+    statement); `check` fails on unapplied migrations and passes once migrated, taking no lock
+    and writing nothing."""
+    env = launcher.env({"default": mysql_db.django()})
+    plan = launcher.run(["plan", "--format", "json"], env)
+    assert plan.popen.returncode == 0, plan.stderr()
+    rows = json.loads(plan.stdout())
+    assert {(row["app"], row["name"]) for row in rows} >= migrations_on_disk(*APPS)
+    assert {row["atomic"] for row in rows} == {False}
+    assert {row["phase"] for row in rows} <= {"pre-deploy", "post-deploy"}
+    check = launcher.run(["check"], env)
+    assert check.popen.returncode == 1
+    assert mysql_db.query("SHOW TABLES") == []
+    assert launcher.run(["migrate"], env).popen.returncode == 0
+    assert launcher.run(["check"], env).popen.returncode == 0
+    assert launcher.run(["plan"], env).stdout() == "nothing to migrate\n"
