@@ -106,13 +106,13 @@ def connect_error_reason(exc: BaseException) -> str:
 def _probe_mysql(target: Target, timeout: float) -> None:
     import MySQLdb
 
-    from entrypoint.locks.mysql import error_reason, mysql_params
+    from entrypoint.locks.mysql import connect, error_reason, mysql_params
 
     params = mysql_params(target.alias)
     # Without it a host that drops packets holds one attempt for minutes, past the deadline.
     params["connect_timeout"] = max(1, int(min(timeout, CONNECT_TIMEOUT) + 0.999))
     try:
-        MySQLdb.connect(**params).close()
+        connect(params).close()
     except MySQLdb.Error as exc:
         code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
         reason = error_reason(exc)

@@ -266,6 +266,23 @@ def test_sigterm_during_a_statement_cancels_it_within_a_second(
     assert ("inventory", "0003_slow") not in own_rows(mysql_db)
 
 
+def test_sigterm_while_connecting_to_a_silent_host_exits_at_once(launcher: Launcher) -> None:
+    """SIGTERM while the C client waits on a host that drops packets (up to its connect
+    timeout): the run still ends within a second with 143."""
+    # 10.255.255.1 is unroutable: the connection attempt hangs until its timeout where packets
+    # are dropped, and fails at once where the network answers; both are a wait for the database.
+    entry = {"ENGINE": "django.db.backends.mysql", "NAME": "app", "USER": "app",
+             "HOST": "10.255.255.1", "PORT": "3306"}  # fmt: skip
+    proc = launcher.start(["wait"], launcher.env({"default": entry}, ENTRYPOINT_WAIT_TIMEOUT="60"))
+    proc.wait_for_event("databases")
+    time.sleep(0.5)
+    sent = time.monotonic()
+    proc.popen.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 143
+    assert time.monotonic() - sent < 1.0
+    assert proc.error_lines() == [PREFIX + "stopped by SIGTERM before the app server started"]
+
+
 @pytest.mark.skipif(find_mariadbd() is None, reason="needs mariadbd and mariadb-install-db")
 def test_a_database_started_late_is_seen_within_a_second(launcher: Launcher) -> None:
     """The entrypoint starts before the server: refused connections are retried, and it

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import socket
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -54,6 +55,32 @@ def lock_name(database: str, key: str | None = None) -> str:
         return name
     digest = hashlib.sha256(name.encode()).hexdigest()
     return PREFIX + digest[: MAX_NAME - len(PREFIX)]
+
+
+def connect(params: dict[str, Any]) -> Any:
+    """``MySQLdb.connect(**params)`` in a helper thread, waited for by the caller.
+
+    The C client blocks for up to ``connect_timeout`` on a host that drops packets, and a signal
+    handler runs only once that call returns; waiting on a thread instead lets SIGTERM through
+    at once (the thread is left to end on its own).
+    """
+    import MySQLdb
+
+    outcome: list[Any] = []
+
+    def attempt() -> None:
+        try:
+            outcome.append(MySQLdb.connect(**params))
+        except BaseException as exc:  # handed to the caller below
+            outcome.append(exc)
+
+    worker = threading.Thread(target=attempt, name="entrypoint-mysql-connect", daemon=True)
+    worker.start()
+    worker.join()  # interruptible: SignalStop is raised here in the main thread
+    result = outcome[0]
+    if isinstance(result, BaseException):
+        raise result
+    return result
 
 
 def set_keepalive(fd: int) -> None:
@@ -102,7 +129,7 @@ class MySQLLock:
         params.setdefault("connect_timeout", 10)
         params.pop("autocommit", None)
         try:
-            self.conn = MySQLdb.connect(**params)
+            self.conn = connect(params)
         except MySQLdb.Error as exc:
             msg = f"cannot open the lock connection to {self.description}: {error_reason(exc)}"
             raise DatabaseUnavailable(msg) from exc
