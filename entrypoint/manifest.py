@@ -2,22 +2,22 @@
 (``freeze``) and checked at every start without importing Django.
 
 Most container starts have nothing to migrate. The full path pays for Django's set-up, the
-migration loader and a connection before it can say so; the fast path pays for one interpreter,
-the project's settings module and one query. :func:`build` (Django set up) records every node of
-the migration graph with its file's size, modification time and SHA-256, the ``replaces`` of
-squashed migrations, the migration directories' listings, and the settings that decide the graph
+migration loader and a connection before it can say so; the fast path pays for one interpreter, the
+project's settings module and one query. :func:`build` (Django set up) records every node of the
+migration graph with its parents, its file's size, modification time and SHA-256, the ``replaces``
+of squashed migrations, the migration directories' listings, and the settings that decide the graph
 (``INSTALLED_APPS``, ``MIGRATION_MODULES``; ``DATABASES``' ``ENGINE``, ``NAME``, ``HOST`` and
 ``PORT`` per alias, never a user or password). One node list serves every alias: Django records
-every migration in every alias's ``django_migrations``, router-skipped ones included, so the
-plan on each alias is the same graph against that alias's rows.
+every migration in every alias's ``django_migrations``, router-skipped ones included, so the plan
+on each alias is the same graph against that alias's rows.
 
-At start, :func:`check` verifies, in order of cost: the files (a stat each; the hash only when
-the modification time moved), the settings module's values (imported on its own, without
-``django.setup()``: it holds the live connection settings and passwords, which the manifest never
-does), then one query per alias on ``django_migrations`` (psycopg or sqlite3), which also tells
-whether another replica holds the migration lock. Squashed migrations are resolved as Django's
-loader resolves them. Whatever it cannot vouch for (a stale or unreadable manifest, a missing
-table, a partly applied squash, an error) it reports as a reason, and the full path decides.
+At start, :func:`check` verifies the files (a stat each; the hash only when the modification time
+moved), the settings module's values (imported on its own, without ``django.setup()``: it holds the
+live connection settings and passwords, which the manifest never does), then one query per alias on
+``django_migrations`` (psycopg, sqlite3 or mysqlclient), which also tells whether another replica
+holds the migration lock. Squashed migrations are resolved as Django's loader resolves them.
+Whatever it cannot vouch for (a stale or unreadable manifest, a missing table, a partly applied
+squash, an error) it reports as a reason, and the full path decides.
 """
 
 from __future__ import annotations
@@ -372,18 +372,7 @@ def from_json(data: Any, path: str = "manifest") -> Manifest:
                 _str(alias): {_str(k): _str(v) for k, v in entry.items()}
                 for alias, entry in data["databases"].items()
             },
-            migrations=tuple(
-                MigrationRecord(
-                    _str(m["app"]),
-                    _str(m["name"]),
-                    _file(m["file"]),
-                    tuple((_str(a), _str(n)) for a, n in m.get("replaces", ())),
-                    None
-                    if "parents" not in m
-                    else tuple((_str(a), _str(n)) for a, n in m["parents"]),
-                )
-                for m in data["migrations"]
-            ),
+            migrations=tuple(_migration(m) for m in data["migrations"]),
             packages=tuple(
                 Package(
                     _str(p["app"]),
@@ -411,11 +400,36 @@ def _str(value: Any) -> str:
 
 
 def _file(data: Any) -> FileRecord:
-    size, mtime_ns = data["size"], data["mtime_ns"]
-    if not isinstance(size, int) or not isinstance(mtime_ns, int):
+    # Exact type checks, not isinstance: a path must never be an int (os.stat and open would
+    # take it for a file descriptor of this process), a size never a bool.
+    path, size, mtime_ns, digest = data["path"], data["size"], data["mtime_ns"], data["sha256"]
+    if type(path) is not str or type(digest) is not str:
+        msg = "path and sha256 must be strings"
+        raise TypeError(msg)
+    if type(size) is not int or type(mtime_ns) is not int:
         msg = "size and mtime_ns must be integers"
         raise TypeError(msg)
-    return FileRecord(_str(data["path"]), size, mtime_ns, _str(data["sha256"]))
+    return FileRecord(path, size, mtime_ns, digest)
+
+
+def _nodes(data: Any) -> tuple[Node, ...]:
+    nodes = tuple((a, n) for a, n in data)
+    for app, name in nodes:
+        if type(app) is not str or type(name) is not str:
+            msg = "nodes must be pairs of strings"
+            raise TypeError(msg)
+    return nodes
+
+
+def _migration(data: Any) -> MigrationRecord:
+    # The hot loop of a large manifest (thousands of entries): plain lookups, few calls.
+    app, name = data["app"], data["name"]
+    if type(app) is not str or type(name) is not str:
+        msg = "app and name must be strings"
+        raise TypeError(msg)
+    replaces = _nodes(data["replaces"]) if "replaces" in data else ()
+    parents = _nodes(data["parents"]) if "parents" in data else None
+    return MigrationRecord(app, name, _file(data["file"]), replaces, parents)
 
 
 # --- checking (every start, without Django) ---------------------------------------------------
@@ -669,6 +683,60 @@ def recorded_sqlite(entry: Mapping[str, Any], lock: bool) -> Recorded:
     return Recorded({(str(app), str(name)) for app, name in rows}, locked=locked)
 
 
+def mysql_params(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """mysqlclient parameters of a DATABASES entry, as Django's MySQL backend builds them."""
+    params: dict[str, Any] = {"charset": "utf8mb4", "connect_timeout": CONNECT_TIMEOUT}
+    host = str(entry.get("HOST") or "")
+    for key, name in (("USER", "user"), ("NAME", "database"), ("PASSWORD", "password")):
+        if entry.get(key):
+            params[name] = str(entry[key])
+    if host.startswith("/"):
+        params["unix_socket"] = host
+    elif host:
+        params["host"] = host
+    if entry.get("PORT"):
+        params["port"] = int(entry["PORT"])
+    options = dict(entry.get("OPTIONS") or {})
+    options.pop("isolation_level", None)
+    params.update(options)
+    return params
+
+
+# Every row of django_migrations, and one (NULL, NULL) row when a session holds the lock.
+_MYSQL_QUERY = """
+    SELECT app, name FROM django_migrations
+    UNION ALL
+    SELECT NULL, NULL FROM DUAL WHERE %s AND IS_USED_LOCK(%s) IS NOT NULL
+"""
+
+
+def recorded_mysql(params: Mapping[str, Any], lock_name: str | None) -> Recorded:
+    """One query: the applied nodes and whether the ``GET_LOCK`` lock ``lock_name`` is taken."""
+    try:
+        import MySQLdb
+    except ImportError as exc:
+        msg = "mysqlclient is not installed"
+        raise Doubt(msg) from exc
+    try:
+        conn = MySQLdb.connect(**params)
+        try:
+            cursor = conn.cursor()
+            cursor.execute(_MYSQL_QUERY, (lock_name is not None, lock_name or ""))
+            rows = cursor.fetchall()
+        finally:
+            conn.close()
+    except MySQLdb.Error as exc:
+        code = exc.args[0] if exc.args else None
+        if code == 1146:  # ER_NO_SUCH_TABLE
+            msg = "there is no django_migrations table yet"
+            raise Pending(msg) from exc
+        reason = exc.args[1] if len(exc.args) > 1 else type(exc).__name__
+        msg = f"the query failed ({reason})"
+        raise Doubt(msg) from exc
+    nodes = {(str(app), str(name)) for app, name in rows if app is not None}
+    return Recorded(nodes, locked=len(nodes) < len(rows))
+
+
 def _flocked(database_path: str) -> bool:
     import fcntl
 
@@ -707,6 +775,13 @@ def check_database(
         found = recorded_postgres(postgres_params(entry), name if lock else None)
     elif vendor == "sqlite":
         found = recorded_sqlite(entry, lock)
+    elif vendor == "mysql":
+        from entrypoint.locks.mysql import lock_name
+        from entrypoint.log import register_secret
+
+        register_secret(entry.get("PASSWORD"))
+        name = lock_name(str(entry.get("NAME") or ""), lock_key)
+        found = recorded_mysql(mysql_params(entry), name if lock else None)
     else:
         msg = f"database {alias!r} uses {engine or 'no ENGINE'}, which has no fast path"
         raise Doubt(msg)

@@ -20,7 +20,9 @@ from hypothesis import strategies as st
 
 from entrypoint import manifest
 from entrypoint.locks import lock_key
+from entrypoint.locks.mysql import lock_name as mysql_lock_name
 from tests.conftest import REPO, TESTS, Launcher, PgDatabase
+from tests.mysql_fixtures import MySQLDatabase
 from tests.pgcluster import free_port
 
 SQUASHPROJ = TESTS / "projects" / "squashproj"
@@ -293,6 +295,31 @@ def test_sqlite_takes_the_fast_path_too(launcher: Launcher, project: Path, tmp_p
     second = run_in(launcher, project, ["migrate"], env)
     assert second.popen.returncode == 0, second.stderr()
     assert events_named(second, "ready")[0]["fast_path"] is True
+
+
+def test_mariadb_takes_the_fast_path_and_sees_its_lock(
+    launcher: Launcher, project: Path, tmp_path: Path, mysql_db: MySQLDatabase
+) -> None:
+    """MySQL/MariaDB: one query through mysqlclient, ready on the fast path; while another
+    session holds the GET_LOCK lock the start waits on the full path instead."""
+    path = tmp_path / "mysql-manifest.json"
+    env = squash_env(launcher, project, {"default": mysql_db.django()},
+                     ENTRYPOINT_MANIFEST=str(path))  # fmt: skip
+    assert run_in(launcher, project, ["migrate"], env).popen.returncode == 0
+    assert run_in(launcher, project, ["freeze"], env).popen.returncode == 0
+    fast = run_in(launcher, project, ["migrate"], env)
+    assert fast.popen.returncode == 0, fast.stderr()
+    assert events_named(fast, "ready")[0]["fast_path"] is True
+    holder = mysql_db.connect()
+    try:
+        cursor = holder.cursor()
+        cursor.execute("SELECT GET_LOCK(%s, 0)", (mysql_lock_name(mysql_db.name),))
+        held = run_in(launcher, project, ["migrate"], {**env, "ENTRYPOINT_LOCK_TIMEOUT": "0.5"})
+    finally:
+        holder.close()
+    assert held.popen.returncode == 75
+    [skipped] = events_named(held, "fast_path_skipped")
+    assert skipped["reason"] == "another replica holds the migration lock on 'default'"
 
 
 # --- the property: the fast path agrees with Django's own plan ------------------------------------
