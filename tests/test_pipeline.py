@@ -100,8 +100,9 @@ def test_the_app_server_gets_signals_directly_after_exec(
 def test_the_exec_restores_default_dispositions(launcher: Launcher, tmp_path: Path) -> None:
     """Python ignores SIGPIPE and SIGXFSZ for itself; the exec'd program gets neither ignored,
     and no signal blocked, exactly as if it were started directly."""
-    shell = "grep -E '^(SigIgn|SigBlk)' /proc/$$/status"
-    proc = launcher.run(["run", "--", "sh", "-c", shell], launcher.env(sqlite_databases(tmp_path)))
+    # grep is exec'd directly and reads its own status: no shell that forks in between.
+    argv = ["run", "--", "grep", "-E", "^(SigIgn|SigBlk)", "/proc/self/status"]
+    proc = launcher.run(argv, launcher.env(sqlite_databases(tmp_path)))
     fields = dict(line.split(":\t") for line in proc.stdout().splitlines())
     ignored, blocked = int(fields["SigIgn"], 16), int(fields["SigBlk"], 16)
     assert ignored & (1 << (signal.SIGPIPE - 1)) == 0
