@@ -9,12 +9,20 @@ from entrypoint.databases import Target, postgres_params
 from entrypoint.errors import ConfigError
 from entrypoint.locks.base import Backend, Waiting, acquire
 from entrypoint.locks.mysql import MySQLLock, lock_name, mysql_params
-from entrypoint.locks.postgres import PostgresLock, lock_key
 from entrypoint.locks.sqlite import FileLock
 
 __all__ = ["Backend", "NoLock", "Waiting", "acquire", "application_name", "lock_key", "make_lock"]
 
 SUPPORTED = ("postgresql", "sqlite", "mysql")
+
+
+def lock_key(name: str) -> int:
+    """The PostgreSQL advisory lock key of a lock name (see :mod:`.postgres`)."""
+    # psycopg is imported only when a PostgreSQL lock is needed: its import costs a MySQL or
+    # SQLite start about a tenth of a second.
+    from entrypoint.locks import postgres
+
+    return postgres.lock_key(name)
 
 
 class NoLock:
@@ -79,6 +87,8 @@ def make_lock(
             lock_name(target.name, key_name),
             description=f"database {target.alias!r} ({target.display})",
         )
+    from entrypoint.locks.postgres import PostgresLock
+
     params = {"conninfo": lock_url} if lock_url else postgres_params(target.alias)
     return PostgresLock(
         params,
