@@ -289,8 +289,8 @@ def test_three_replicas_one_migrates_all_ready_and_stop_cleanly(
     docker: Docker, image: str, pg_db: PgDatabase, containers: list[str]
 ) -> None:
     """Three replicas of the image on a fresh database: exactly one applies the migrations
-    (django_migrations and the audit trail agree), all three answer /readyz 200 and serve the
-    app, Docker's HEALTHCHECK (django-entrypoint probe) turns healthy, gunicorn is PID 1 with no
+    (django_migrations and the audit trail agree), all three answer /readyz 200 (which, after
+    the exec, also asks gunicorn through ENTRYPOINT_APP_HEALTH_URL) and serve the app, Docker's HEALTHCHECK (django-entrypoint probe) turns healthy, gunicorn is PID 1 with no
     zombie beside it, and docker stop ends every replica with status 0 (gunicorn's graceful
     SIGTERM shutdown), not 137 (killed after the stop timeout)."""
     run = uuid.uuid4().hex[:8]
@@ -309,6 +309,8 @@ def test_three_replicas_one_migrates_all_ready_and_stop_cleanly(
                         "PORT": str(r.app_port),
                         "ENTRYPOINT_HEALTH_PORT": str(r.health_port),
                         "ENTRYPOINT_RELEASE": r.release,
+                        # As in docker/k8s/deployment.yaml: after the exec, /readyz asks gunicorn.
+                        "ENTRYPOINT_APP_HEALTH_URL": f"http://127.0.0.1:{r.app_port}/admin/login/",
                         "WEB_CONCURRENCY": "1",
                     },
                 ),
