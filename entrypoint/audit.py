@@ -725,11 +725,11 @@ def recording(
     """Record one run on ``alias``; enter it right after the lock is taken.
 
     Creates the table, reaps runs left ``running`` (``reap_dead``: only under a lock can they
-    be told dead), refuses to go on past an interrupted non-atomic migration (``gate``), then yields
-    the :class:`Recording`. Leaving the block finishes the row: ``succeeded``; ``interrupted``
-    on SIGTERM/SIGINT; ``rolled_back`` when the run undid itself; ``failed`` otherwise. A run
-    that never calls :meth:`Recording.begin` (nothing pending, or refused before the first
-    migration) is written in one INSERT.
+    be told dead), refuses to go on past an interrupted non-atomic migration (``gate``), then
+    yields the :class:`Recording`. Leaving the block finishes the row: ``succeeded``;
+    ``interrupted`` on SIGTERM/SIGINT; ``rolled_back`` when the run undid itself; ``failed``
+    otherwise. A run that never calls :meth:`Recording.begin` (nothing pending, or refused
+    before the first migration) is written in one INSERT.
     """
     record = Recording(alias, run_id, report, kind=kind, release=release, phase=phase,
                        lock_wait=lock_wait, rollback_of=rollback_of)  # fmt: skip
