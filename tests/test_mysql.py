@@ -370,6 +370,38 @@ def test_refused_connection_is_retried_until_the_deadline(launcher: Launcher) ->
     assert retries
 
 
+def test_a_server_that_drops_connections_is_waited_for(launcher: Launcher) -> None:
+    """A server that accepts and at once drops connections (as one shutting down or starting
+    does) is transient: retried until the deadline, then 69 naming the lost connection."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def drop_all() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            conn.close()
+
+    threading.Thread(target=drop_all, daemon=True).start()
+    try:
+        entry = {"ENGINE": "django.db.backends.mysql", "NAME": "app", "USER": "app",
+                 "PASSWORD": SECRET, "HOST": "127.0.0.1", "PORT": str(port)}  # fmt: skip
+        env = launcher.env({"default": entry}, ENTRYPOINT_WAIT_TIMEOUT="1")
+        proc = launcher.run(["wait"], env)
+    finally:
+        listener.close()
+    assert proc.popen.returncode == 69
+    line = proc.error_lines()[-1]
+    assert line.startswith(
+        f"{PREFIX}database 'default' (mysql://app@127.0.0.1:{port}/app) was not reachable within 1s"
+    )
+    assert "Lost connection to " in line
+    attempts = int(line.split("within 1s (", 1)[1].split(" attempts)", 1)[0])
+    assert attempts > 1  # retried, not given up on at the first refusal
+
+
 def test_missing_driver_names_the_extra(
     launcher: Launcher, mysql_db: MySQLDatabase, tmp_path: Path
 ) -> None:
