@@ -419,6 +419,41 @@ def test_missing_driver_names_the_extra(
     )
 
 
+def test_a_waiter_whose_lock_session_is_killed_exits_69(
+    launcher: Launcher, mysql_db: MySQLDatabase
+) -> None:
+    """The server ends a waiting replica's lock session (KILL, a restart): the replica stops with
+    69 and says it lost the lock connection, instead of an internal error."""
+    conn = mysql_db.connect()
+    try:
+        cursor = conn.cursor()
+        cursor.execute("SELECT GET_LOCK(%s, 0)", (lock_name(mysql_db.name),))
+        env = launcher.env({"default": mysql_db.django()})
+        waiter = launcher.start(["migrate"], env)
+        waiter.wait_for_event("lock_waiting")
+        found = None
+        deadline = time.monotonic() + 10
+        while found is None and time.monotonic() < deadline:  # between two slices: ask again
+            cursor.execute(
+                "SELECT ID FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() "
+                "AND DB = %s AND INFO LIKE 'SELECT GET_LOCK%%'",
+                (mysql_db.name,),
+            )
+            found = cursor.fetchone()
+        assert found is not None
+        (session,) = found
+        cursor.execute(f"KILL {int(session)}")
+        assert waiter.wait(10) == 69
+    finally:
+        conn.close()
+    server = mysql_db.server
+    assert waiter.error_lines() == [
+        f"{PREFIX}lost the lock connection to database 'default' (mysql://{server.user}@"
+        f"{server.host}:{server.port}/{mysql_db.name}) while waiting for the migration lock: "
+        "Lost connection to server during query; check that the server runs, then start again"
+    ]
+
+
 def test_lock_timeout_exits_75_naming_the_holder(
     launcher: Launcher, mysql_db: MySQLDatabase
 ) -> None:

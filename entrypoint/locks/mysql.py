@@ -161,7 +161,16 @@ class MySQLLock:
         return row
 
     def _get_lock(self, seconds: float) -> bool:
-        row = self._query("SELECT GET_LOCK(%s, %s)", (self.name, round(seconds, 3)))
+        import MySQLdb
+
+        try:
+            row = self._query("SELECT GET_LOCK(%s, %s)", (self.name, round(seconds, 3)))
+        except MySQLdb.OperationalError as exc:
+            msg = (
+                f"lost the lock connection to {self.description} while waiting for the "
+                f"migration lock: {error_reason(exc)}; check that the server runs, then start again"
+            )
+            raise DatabaseUnavailable(msg) from exc
         # 1: taken; 0: timed out; NULL: an error such as the session being killed.
         self.held = bool(row and row[0] == 1)
         return self.held
