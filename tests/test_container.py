@@ -203,7 +203,10 @@ def image(docker: Docker) -> str:
     assert built.returncode == 0, (
         f"docker build failed:\n{built.stdout[-4000:]}{built.stderr[-4000:]}"
     )
-    # Earlier builds of the tag are left untagged; keep the engine's disk from filling up.
+    # Earlier builds of the tag are left untagged, and a run killed midway leaves containers:
+    # keep the engine's disk from filling up (an hour's grace for runs still going).
+    docker("container", "prune", "--force", "--filter", f"label={LABEL}",
+           "--filter", "until=1h", check=False)  # fmt: skip
     docker("image", "prune", "--force", "--filter", f"label={LABEL}", check=False)
     return IMAGE
 
