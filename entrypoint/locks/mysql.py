@@ -39,7 +39,7 @@ SLICE = 0.2
 # Client keepalives on the lock connection: a silent server is noticed within about
 # 10 + 5 * 6 = 40 seconds instead of the kernel default of two hours.
 KEEPALIVE = {"TCP_KEEPIDLE": 10, "TCP_KEEPINTVL": 5, "TCP_KEEPCNT": 6}
-# wait_timeout's largest value on every server (one year); the lock must outlive any migration.
+# The largest wait_timeout a Linux server accepts (one year): the lock must outlive any migration.
 _SESSION_SETTINGS = (
     "SET SESSION wait_timeout = 31536000",
     # MariaDB's statement time limit, then MySQL's (SELECT only); either may be absent.
