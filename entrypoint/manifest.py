@@ -37,7 +37,7 @@ from entrypoint import __version__
 FORMAT = "django-entrypoint-manifest"
 VERSION = 1
 # The commands that may take the fast path; the others always take the full one.
-COMMANDS = ("run", "migrate")
+COMMANDS = ("run", "migrate", "sidecar")
 # libpq cannot wait less than 2 s; a database that is not up yet is the full path's business.
 CONNECT_TIMEOUT = 2
 
@@ -445,8 +445,9 @@ def check_files(manifest: Manifest) -> int:
         for directory, entries in package.listings:
             try:
                 now = listing(directory)
-            except OSError as exc:
-                msg = f"the migrations directory {directory} cannot be listed ({exc.strerror})"
+            except (OSError, ValueError) as exc:  # ValueError: a path with a NUL byte
+                reason = getattr(exc, "strerror", None) or exc
+                msg = f"the migrations directory {directory} cannot be listed ({reason})"
                 raise Doubt(msg) from exc
             if now != entries:
                 added = sorted(set(now) - set(entries))
@@ -468,8 +469,9 @@ def check_files(manifest: Manifest) -> int:
 def _check_file(record: FileRecord) -> None:
     try:
         stat = os.stat(record.path)
-    except OSError as exc:
-        msg = f"{record.path} is gone since the manifest was written ({exc.strerror})"
+    except (OSError, ValueError) as exc:  # ValueError: a path with a NUL byte
+        reason = getattr(exc, "strerror", None) or exc
+        msg = f"{record.path} is gone since the manifest was written ({reason})"
         raise Doubt(msg) from exc
     if stat.st_size == record.size and stat.st_mtime_ns == record.mtime_ns:
         return
@@ -861,7 +863,8 @@ def check(settings: Any) -> Verdict:
 def fast_path(command: str, settings: Any, reporter: Any) -> bool:
     """Take the fast path when the manifest vouches that nothing is left to migrate.
 
-    True: the run is done and reported ready (``run`` goes on to the exec, ``migrate`` exits 0).
+    True: the run is done and reported ready (``run`` goes on to the exec, ``migrate`` exits 0,
+    ``sidecar`` serves health).
     False: the full path follows; the reason was logged once (``fast_path_skipped``).
     """
     if command not in COMMANDS or not settings.manifest:
