@@ -27,9 +27,11 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.conftest import REPO, PgDatabase
 from tests.pgcluster import free_port
@@ -38,6 +40,7 @@ IMAGE = "django-entrypoint-example:test"
 LABEL = "org.django-entrypoint.test=container"
 LOCAL_BASE = "django-entrypoint-base:bookworm"
 WHEELHOUSE = REPO / "docker" / "wheelhouse"
+K8S = REPO / "docker" / "k8s"
 EXAMPLE_MIGRATIONS = {"0001_initial", "0002_note_pinned", "0003_welcome_note"}
 START_HINT = "as root, .ci/docker-engine installs and starts one"
 
@@ -240,13 +243,39 @@ def containers(docker: Docker) -> Iterator[list[str]]:
         docker("rm", "--force", "--volumes", *names, check=False, timeout=120)
 
 
-def _run(docker: Docker, image: str, name: str, env: dict[str, str]) -> None:
+def _run(
+    docker: Docker,
+    image: str,
+    name: str,
+    env: dict[str, str],
+    command: list[str] | None = None,
+    *,
+    detach: bool = True,
+) -> None:
+    """Start a container of the image as the manifests do: host network, read-only root, a
+    tmpfs on /tmp; ``command`` replaces ENTRYPOINT and CMD as a Kubernetes ``command`` plus
+    ``args`` would. Without ``detach``, wait for it to exit."""
     pairs = [arg for key, value in env.items() for arg in ("--env", f"{key}={value}")]
+    override = ["--entrypoint", command[0]] if command else []
     docker(
-        "run", "--detach", "--name", name, "--label", LABEL, "--network", "host",
-        "--read-only", "--tmpfs", "/tmp", *pairs, image,
-        timeout=300,
+        "run", *(["--detach"] if detach else []), "--name", name, "--label", LABEL,
+        "--network", "host", "--read-only", "--tmpfs", "/tmp", *pairs, *override, image,
+        *(command[1:] if command else []),
+        timeout=300, check=detach,
     )  # fmt: skip
+
+
+def _manifest_container(path: Path, *, init: bool = False) -> tuple[list[str], dict[str, str]]:
+    """The first (init) container of a Kubernetes manifest's workload: its command and args,
+    and its plain environment values."""
+    for doc in yaml.safe_load_all(path.read_text()):
+        if doc and doc["kind"] in {"Deployment", "Job"}:
+            spec = doc["spec"]["template"]["spec"]
+            container = spec["initContainers" if init else "containers"][0]
+            env = {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
+            return [*container.get("command", []), *container.get("args", [])], env
+    msg = f"no workload in {path}"
+    raise AssertionError(msg)
 
 
 def _database_url(pg: PgDatabase) -> str:
@@ -435,3 +464,57 @@ def test_docker_stop_while_waiting_for_the_database_exits_143(
     assert docker.inspect(replica.name, "{{.State.ExitCode}}") == "143"
     lines = [line for line in docker.logs(replica.name).splitlines() if not line.startswith("{")]
     assert lines[-1] == "django-entrypoint: error: stopped by SIGTERM before the app server started"
+
+
+def test_kubernetes_manifests_commands_work_in_the_image(
+    docker: Docker, image: str, pg_db: PgDatabase, containers: list[str]
+) -> None:
+    """The manifests' commands, run in the image as the manifests run them: the pre-deploy Job
+    migrates a fresh database and exits 0 (its audit row says pre-deploy), the post-deploy Job
+    then has nothing left and exits 0; the native sidecar turns /readyz 200 and keeps serving it,
+    the app container started with the sidecar manifest's command and args serves the app, and
+    docker stop ends both with 0."""
+    run = uuid.uuid4().hex[:8]
+    url = _database_url(pg_db)
+    for phase in ("pre-deploy", "post-deploy"):
+        command, env = _manifest_container(K8S / f"job-{phase}.yaml")
+        assert env["ENTRYPOINT_PHASE"] == phase
+        name = f"ep-test-{run}-{phase}"
+        containers.append(name)
+        _run(docker, image, name, {**env, "DATABASE_URL": url, "ENTRYPOINT_RELEASE": run},
+             command, detach=False)  # fmt: skip
+        assert docker.inspect(name, "{{.State.ExitCode}}") == "0", docker.logs(name)[-3000:]
+    notes = pg_db.query("SELECT name FROM django_migrations WHERE app = 'notes'")
+    assert sorted(name for (name,) in notes) == sorted(EXAMPLE_MIGRATIONS)
+    phases = pg_db.query(
+        "SELECT phase, applied FROM entrypoint_migration_run WHERE release_label = %s", (run,)
+    )
+    assert [phase for phase, applied in phases if json.loads(applied or "[]")] == ["pre-deploy"]
+
+    sidecar = Replica(f"ep-test-{run}-sidecar", 0, free_port(), run)
+    app = Replica(f"ep-test-{run}-app", free_port(), 0, run)
+    containers.extend([sidecar.name, app.name])
+    command, env = _manifest_container(K8S / "deployment-sidecar.yaml", init=True)
+    assert command == ["django-entrypoint", "sidecar"]
+    env.update(
+        DATABASE_URL=url, ENTRYPOINT_RELEASE=run, ENTRYPOINT_HEALTH_PORT=str(sidecar.health_port)
+    )
+    _run(docker, image, sidecar.name, env, command)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and sidecar.get(sidecar.health_port, "/readyz")[0] != 200:
+        time.sleep(0.3)
+    status, body = sidecar.get(sidecar.health_port, "/readyz")
+    assert status == 200, (body, docker.logs(sidecar.name)[-3000:])
+
+    command, env = _manifest_container(K8S / "deployment-sidecar.yaml")
+    _run(docker, image, app.name, {**env, "DATABASE_URL": url, "PORT": str(app.app_port)}, command)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and app.get(app.app_port, "/")[0] != 200:
+        time.sleep(0.3)
+    assert app.get(app.app_port, "/") == (200, "notes: 1\n"), docker.logs(app.name)[-3000:]
+    # The sidecar still answers once the app runs: it serves until the pod ends.
+    assert sidecar.get(sidecar.health_port, "/readyz")[0] == 200
+
+    for name in (app.name, sidecar.name):
+        docker("stop", "--time", "30", name)
+        assert docker.inspect(name, "{{.State.ExitCode}}") == "0", docker.logs(name)[-3000:]
