@@ -184,7 +184,10 @@ def docker() -> Docker:
 def image(docker: Docker) -> str:
     """The example image, built from the repository's Dockerfile."""
     base = os.environ.get("CONTAINER_TEST_BASE_IMAGE", "")
-    args = ["build", "--network", "host", "--label", LABEL, "--tag", IMAGE]
+    args = ["build", "--label", LABEL, "--tag", IMAGE]
+    if docker("network", "inspect", "bridge", check=False).returncode != 0:
+        # An engine started with --bridge=none has no default network for build steps.
+        args += ["--network", "host"]
     if not base:
         base = LOCAL_BASE
         if docker("image", "inspect", base, check=False).returncode != 0:
