@@ -6,12 +6,9 @@
 # For your own project keep the shape: install django-entrypoint next to your requirements,
 # copy your code, set DJANGO_SETTINGS_MODULE, and keep ENTRYPOINT, CMD and HEALTHCHECK as here.
 #
-# Offline builds (no package index reachable from the build): put every wheel the build needs
-# in docker/wheelhouse/ and pass PIP_NO_INDEX=1, e.g.
-#   pip wheel --wheel-dir docker/wheelhouse setuptools gunicorn django psycopg[binary] \
-#       tenacity structlog prometheus-client
-#   docker build --build-arg PIP_NO_INDEX=1 --build-arg BASE_IMAGE=... -t example .
-# An empty wheelhouse costs nothing: pip then takes everything from the index.
+# Offline builds (no package index reachable from the build): put every wheel the build needs,
+# for the base image's Python, in docker/wheelhouse/ and pass PIP_NO_INDEX=1 (docs/deploy.md
+# shows the pip download command). An empty wheelhouse costs nothing: pip then uses the index.
 #
 # BASE_IMAGE must provide python3 with the venv module (official python images do, as does the
 # Debian image docker/build-base-image.sh makes without a registry).
