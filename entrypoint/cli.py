@@ -28,7 +28,16 @@ from entrypoint.process import SignalStop, capture_signals, exec_command
 
 PROG = "django-entrypoint"
 COMMANDS = (
-    "run", "migrate", "sidecar", "wait", "check", "plan", "history", "rollback", "probe", "freeze",
+    "run",
+    "migrate",
+    "sidecar",
+    "wait",
+    "check",
+    "plan",
+    "history",
+    "rollback",
+    "probe",
+    "freeze",
 )
 
 
