@@ -125,6 +125,17 @@ def test_check_is_read_only_and_exits_1_on_unapplied(launcher: Launcher, pg_db: 
     assert pg_db.query("SELECT tablename FROM pg_tables WHERE schemaname = 'public'") == []
 
 
+def test_check_allow_unapplied_is_the_gate_before_a_release(launcher: Launcher, pg_db: PgDatabase) -> None:
+    """`check --allow-unapplied`: pending migrations of the coming release are fine (exit 0),
+    the policy still counts (exit 1 on what pre-deploy would hold)."""
+    env = phase_env(launcher, pg_db, "shop")
+    migrate_to(env, "shop", "0001_initial")
+    assert start(launcher, ["check", "--allow-unapplied"], env).popen.returncode == 0
+    held = start(launcher, ["--phase", "pre-deploy", "check", "--allow-unapplied"], env)
+    assert held.popen.returncode == 1
+    assert [line.split(": ")[1] for line in held.stdout().splitlines()] == ["policy"]
+
+
 def test_check_passes_on_an_up_to_date_database(launcher: Launcher, pg_db: PgDatabase) -> None:
     """`check` after a migrate: exit 0 and an ok line."""
     env = phase_env(launcher, pg_db, "shop")
