@@ -125,7 +125,9 @@ def test_check_is_read_only_and_exits_1_on_unapplied(launcher: Launcher, pg_db: 
     assert pg_db.query("SELECT tablename FROM pg_tables WHERE schemaname = 'public'") == []
 
 
-def test_check_allow_unapplied_is_the_gate_before_a_release(launcher: Launcher, pg_db: PgDatabase) -> None:
+def test_check_allow_unapplied_is_the_gate_before_a_release(
+    launcher: Launcher, pg_db: PgDatabase
+) -> None:
     """`check --allow-unapplied`: pending migrations of the coming release are fine (exit 0),
     the policy still counts (exit 1 on what pre-deploy would hold)."""
     env = phase_env(launcher, pg_db, "shop")
