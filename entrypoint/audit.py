@@ -403,8 +403,17 @@ class Recording:
         self.begun = True
 
     def on_event(self, name: str, /, **fields: Any) -> None:
-        """Forward an engine event to the reporter and record it in the row."""
-        self.report(name, **fields)
+        """Record an engine event in the row, then forward it to the reporter.
+
+        The row is written first, so whatever a log line says has started or ended is already
+        in the audit table.
+        """
+        try:
+            self._record(name, fields)
+        finally:
+            self.report(name, **fields)
+
+    def _record(self, name: str, fields: dict[str, Any]) -> None:
         if name in {"migration_started", "migration_unapply_started"}:
             self.current = (str(fields["app"]), str(fields["migration"]))
             self.current_atomic = bool(fields.get("atomic", True))

@@ -203,6 +203,15 @@ def test_sigkill_mid_run_is_marked_interrupted_by_the_next_run(launcher: Launche
     )  # fmt: skip
 
 
+def _wait_until(check: Any, timeout: float, what: str) -> None:
+    """Poll ``check`` until it is true; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout}s")
+        time.sleep(0.05)
+
+
 def test_sigterm_mid_run_records_interrupted_with_the_migration(
     launcher: Launcher, pg_db: PgDatabase
 ) -> None:
@@ -211,6 +220,12 @@ def test_sigterm_mid_run_records_interrupted_with_the_migration(
     db = Db("postgresql", pg=pg_db)
     proc = launcher.start(["migrate"], launcher.env(db.databases(), TESTPROJ_SLOW_SECONDS="60"))
     proc.wait_for_event("migration_started", migration="0003_slow")
+    # The signal lands while the migration's statement runs on the server.
+    sleeping = (
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND query LIKE 'SELECT pg_sleep%%'"
+    )
+    _wait_until(lambda: pg_db.query(sleeping)[0][0] == 1, 20, "pg_sleep starting")
     proc.popen.send_signal(signal.SIGTERM)
     assert proc.wait(10) == 143
     row = db.runs()[-1]
@@ -218,14 +233,6 @@ def test_sigterm_mid_run_records_interrupted_with_the_migration(
     assert row["error"] == error_of(proc)
     assert row["finished_at"] is not None
     assert ("inventory", "0003_slow") not in db.migrations()
-
-
-def _wait_until(check: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen within {timeout}s")
-        time.sleep(0.05)
 
 
 def test_an_interrupted_non_atomic_migration_stops_the_next_runs_until_accepted(
@@ -244,7 +251,8 @@ def test_an_interrupted_non_atomic_migration_stops_the_next_runs_until_accepted(
         holder = launcher.start(["migrate"], env)
         holder.wait_for_event("migration_started", migration="0002_index_concurrently")
         building = (
-            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'CREATE INDEX CONCURRENTLY%%'"
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND query LIKE 'CREATE INDEX CONCURRENTLY%%'"
         )
         _wait_until(lambda: pg_db.query(building + " AND wait_event_type = 'Lock'")[0][0] == 1,
                     20, "the index build waiting")  # fmt: skip
