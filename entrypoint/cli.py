@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn
 
-from entrypoint import __version__, config, manifest, runner
+from entrypoint import __version__, config, report
 from entrypoint.errors import (
     EX_CHECK_FAILED,
     EX_SOFTWARE,
@@ -22,7 +22,6 @@ from entrypoint.errors import (
     EntrypointError,
     Interrupted,
 )
-from entrypoint.health import HealthProcess, probe
 from entrypoint.log import configure, flush, get_logger, mask
 from entrypoint.process import SignalStop, capture_signals, exec_command
 
@@ -180,12 +179,14 @@ def _pipeline(args: argparse.Namespace, settings: config.Settings) -> int:
             "(ENTRYPOINT_HEALTH_ADDR may be 127.0.0.1)"
         )
         raise ConfigError(msg)
-    run_id = runner.new_run_id()
+    run_id = report.new_run_id()
     logger = _configure_logging(settings, run_id)
     health = None
     if settings.health_port and command != "wait":
+        from entrypoint.health import HealthProcess
+
         health = HealthProcess.start(settings.health_addr, settings.health_port)
-    reporter = runner.Reporter(health=health, logger=logger)
+    reporter = report.Reporter(health=health, logger=logger)
 
     def on_signal(signum: int) -> None:
         logger.warning("signal_received", signal=signal.Signals(signum).name)
@@ -194,8 +195,11 @@ def _pipeline(args: argparse.Namespace, settings: config.Settings) -> int:
         with capture_signals(on_signal):
             logger.info("starting", command=command, version=__version__)
             try:
-                # Nothing to migrate, as the manifest vouches: ready without importing Django.
-                if not manifest.fast_path(command, settings, reporter):
+                # Nothing to migrate, as the manifest vouches: ready without importing Django
+                # (nor the migration machinery).
+                if not _fast_path(command, settings, reporter):
+                    from entrypoint import runner
+
                     targets = runner.prepare(settings, reporter)
                     reporter.run_info(settings.release)
                     runner.wait_for_databases(settings, targets, reporter)
@@ -212,9 +216,9 @@ def _pipeline(args: argparse.Namespace, settings: config.Settings) -> int:
                     time.sleep(settings.failure_hold)  # readiness shows `failed` meanwhile
                 raise
             finally:
-                runner.close_connections()
+                _close_connections()
                 if command == "migrate" and settings.pushgateway_url and health is not None:
-                    runner.push_metrics(health, settings.pushgateway_url, logger)
+                    report.push_metrics(health, settings.pushgateway_url, logger)
             if command == "sidecar":
                 logger.info("serving_health", port=settings.health_port)
                 try:
@@ -238,6 +242,21 @@ def _pipeline(args: argparse.Namespace, settings: config.Settings) -> int:
             health.stop()
 
 
+def _fast_path(command: str, settings: config.Settings, reporter: report.Reporter) -> bool:
+    if not settings.manifest:
+        return False
+    from entrypoint import manifest
+
+    return manifest.fast_path(command, settings, reporter)
+
+
+def _close_connections() -> None:
+    if "django.db" in sys.modules:  # Django was set up on this path: close what it opened
+        from entrypoint import runner
+
+        runner.close_connections()
+
+
 def _probe(args: argparse.Namespace, settings: config.Settings) -> int:
     """probe: exit 0 when readiness answers 200, 1 otherwise."""
     url = args.url
@@ -253,12 +272,16 @@ def _probe(args: argparse.Namespace, settings: config.Settings) -> int:
         if ":" in host:
             host = f"[{host}]"
         url = f"http://{host}:{settings.health_port}/readyz"
+    from entrypoint.health import probe
+
     return 0 if probe(url, timeout=args.timeout) else EX_CHECK_FAILED
 
 
 def _freeze(args: argparse.Namespace, settings: config.Settings) -> int:
     """freeze: write the manifest of the migration graph (at image build time, no database)."""
-    logger = _configure_logging(settings, runner.new_run_id())
+    from entrypoint import manifest, runner
+
+    logger = _configure_logging(settings, report.new_run_id())
     runner.setup_django(settings.settings_module)
     output = args.output or settings.manifest or "-"
     written = manifest.freeze(str(settings.settings_module), output)
@@ -281,10 +304,10 @@ def _history(args: argparse.Namespace, settings: config.Settings) -> int:
     """history: the recorded runs, newest first, on standard output; no lock, nothing written."""
     import json
 
-    from entrypoint import audit, wait
+    from entrypoint import audit, runner, wait
     from entrypoint.databases import resolve_targets
 
-    _configure_logging(settings, runner.new_run_id())
+    _configure_logging(settings, report.new_run_id())
     with capture_signals():
         try:
             runner.setup_django(settings.settings_module)
@@ -306,11 +329,11 @@ def _history(args: argparse.Namespace, settings: config.Settings) -> int:
 
 def _rollback(args: argparse.Namespace, settings: config.Settings) -> int:
     """rollback: unapply what one recorded run applied, under the lock (or only plan it)."""
-    from entrypoint import rollback
+    from entrypoint import rollback, runner
 
-    run_id = runner.new_run_id()
+    run_id = report.new_run_id()
     logger = _configure_logging(settings, run_id)
-    reporter = runner.Reporter(logger=logger)
+    reporter = report.Reporter(logger=logger)
 
     def on_signal(signum: int) -> None:
         logger.warning("signal_received", signal=signal.Signals(signum).name)
@@ -345,8 +368,10 @@ def _rollback(args: argparse.Namespace, settings: config.Settings) -> int:
 
 def _read_only_setup(settings: config.Settings) -> list[Any]:
     """Settings, targets and a wait for the databases, for commands that only read."""
-    logger = _configure_logging(settings, runner.new_run_id())
-    reporter = runner.Reporter(logger=logger)
+    from entrypoint import runner
+
+    logger = _configure_logging(settings, report.new_run_id())
+    reporter = report.Reporter(logger=logger)
     with capture_signals():
         try:
             targets = runner.prepare(settings, reporter, check_locks=False)
@@ -360,6 +385,7 @@ def _plan(args: argparse.Namespace, settings: config.Settings) -> int:
     """plan: the pending migrations with deploy phase, reasons, atomicity and reversibility."""
     from django.db import connections
 
+    from entrypoint import runner
     from entrypoint.migrate import split
 
     targets = _read_only_setup(settings)
@@ -398,6 +424,7 @@ def _plan(args: argparse.Namespace, settings: config.Settings) -> int:
 
 def _check(args: argparse.Namespace, settings: config.Settings) -> int:
     """check: the read-only CI gate; exit 1 with one line per problem."""
+    from entrypoint import runner
     from entrypoint.checks import find_problems
     from entrypoint.phases import Policy
 

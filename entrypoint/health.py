@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import http.client
 import json
 import math
 import os
@@ -39,15 +38,16 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
-from prometheus_client.exposition import choose_encoder
-
 from entrypoint import __version__
 from entrypoint.errors import ConfigError, EntrypointError
 
 if TYPE_CHECKING:
     import subprocess
     from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
+
+    # The entrypoint itself only starts and feeds the health child: prometheus_client is
+    # imported where metrics are built and served (in the child), not at every start.
+    from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 
 class Phase(enum.StrEnum):
@@ -123,6 +123,8 @@ class HealthMetrics:
 
 def build_metrics(registry: CollectorRegistry) -> HealthMetrics:
     """Register the entrypoint's metrics in ``registry``, starting in the first phase."""
+    from prometheus_client import Counter, Gauge, Histogram, Info
+
     by_db = ("database",)
     metrics = HealthMetrics(
         phase=Gauge(
@@ -342,6 +344,7 @@ def make_wsgi_app(
     ``app_check`` is consulted only after the exec when an app health URL was handed over; it
     answers whether the app server itself is healthy (see :class:`CachedAppCheck`).
     """
+    from prometheus_client.exposition import choose_encoder
 
     def health_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -371,6 +374,8 @@ def make_wsgi_app(
 
 def http_status(url: str, timeout: float) -> int | None:
     """The status of a GET on ``url``, or None when no HTTP answer came within ``timeout``."""
+    import http.client  # only probes need it; it costs the entrypoint's start ~30 ms
+
     connection: http.client.HTTPConnection | None = None
     try:
         parts = urllib.parse.urlsplit(url)

@@ -9,10 +9,8 @@ from __future__ import annotations
 import os
 import sys
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
 
 from entrypoint import audit, locks, rollback, wait
 from entrypoint import migrate as engine
@@ -20,62 +18,7 @@ from entrypoint.config import Settings
 from entrypoint.databases import Target, first_line, missing_driver, resolve_targets
 from entrypoint.errors import ConfigError, EntrypointError, MigrationFailed
 from entrypoint.log import get_logger
-
-
-class HealthSink(Protocol):
-    """What the runner needs of the health server: a way to send it state."""
-
-    def send(self, kind: str, **fields: Any) -> None:
-        """Forward one state change; never raises."""
-
-
-@dataclass
-class Reporter:
-    """Fans events out to the log and the health server."""
-
-    health: HealthSink | None = None
-    logger: Any = field(default_factory=get_logger)
-
-    def phase(self, phase: str, database: str | None = None) -> None:
-        """A new phase of the run (the readiness endpoint shows it)."""
-        if phase == "ready":
-            self._health("ready")
-        else:
-            self._health("phase", phase=phase, database=database)
-
-    def failed(self, error: BaseException) -> None:
-        """The run failed: readiness turns `failed` (only the error's class is shown there)."""
-        self._health("failed", error=type(error).__name__)
-
-    def run_info(self, release: str | None, django_version: str | None = None) -> None:
-        """The run-info metric: release, Django version, entrypoint version."""
-        from entrypoint import __version__
-
-        if django_version is None:
-            import django
-
-            django_version = django.get_version()
-        self._health("run_info", release=release or "", django_version=django_version,
-                     version=__version__)  # fmt: skip
-
-    def event(self, name: str, /, level: str = "info", **fields: Any) -> None:
-        """Log one event and forward it to the health server when it matters there."""
-        getattr(self.logger, level)(name, **fields)
-        if name == "migration_applied":
-            self._health("migration_applied", database=fields["database"], app=fields["app"],
-                         name=fields["migration"], seconds=fields["seconds"])  # fmt: skip
-        elif name == "migration_failed":
-            self._health("migration_failed", database=fields["database"], app=fields["app"],
-                         name=fields["migration"])  # fmt: skip
-
-    def _health(self, kind: str, **fields: Any) -> None:
-        if self.health is not None:
-            self.health.send(kind, **fields)
-
-
-def new_run_id() -> str:
-    """A short random id naming this run in logs, the lock's application_name and the audit."""
-    return uuid.uuid4().hex[:12]
+from entrypoint.report import Reporter, new_run_id
 
 
 def setup_django(settings_module: str | None) -> None:
@@ -142,7 +85,7 @@ def wait_for_databases(settings: Settings, targets: list[Target], reporter: Repo
     waited = wait.wait_for(targets, settings.wait_timeout, on_retry=on_retry)
     for alias, seconds in waited.items():
         reporter.event("database_ready", database=alias, seconds=round(seconds, 3))
-        reporter._health("db_wait", database=alias, seconds=seconds)
+        reporter.notify("db_wait", database=alias, seconds=seconds)
 
 
 @dataclass
@@ -189,13 +132,13 @@ def _migrate_one(
             reporter.event("lock_waiting", database=alias, holder=waiting.holder,
                            waited=round(waiting.waited, 3))  # fmt: skip
             if waiting.changed:
-                reporter._health("lock_holder_change", database=alias)
+                reporter.notify("lock_holder_change", database=alias)
 
         waited = locks.acquire(lock, settings.lock_timeout, on_wait=on_wait)
         # ``at`` (epoch seconds) lets bench/ measure the hand-off between replicas.
         reporter.event("lock_acquired", database=alias, waited=round(waited, 3),
                        at=round(time.time(), 6))  # fmt: skip
-        reporter._health("lock_wait", database=alias, seconds=waited)
+        reporter.notify("lock_wait", database=alias, seconds=waited)
         # The run's audit row: dead holders' runs reaped, then written as the run goes.
         with audit.recording(alias, run_id, report=reporter.event, release=settings.release,
                              phase=settings.phase, lock_wait=waited,
@@ -227,32 +170,6 @@ def _migrate_one(
         reporter.event("lock_released", level="debug", database=alias, at=round(released, 6))
 
 
-def push_metrics(health: Any, url: str, logger: Any) -> None:
-    """PUT the health server's metrics to a Prometheus Pushgateway; a failure is only logged.
-
-    Jobs and initContainers end before a scrape could see them: the push keeps their metrics.
-    The grouping key is job ``django-entrypoint`` and instance the host name.
-    """
-    import socket
-    import urllib.error
-    import urllib.parse
-    import urllib.request
-
-    host = "127.0.0.1" if health.host in {"0.0.0.0", "", "::"} else health.host  # noqa: S104
-    source = f"http://{f'[{host}]' if ':' in host else host}:{health.port}/metrics"
-    instance = urllib.parse.quote(socket.gethostname(), safe="")
-    target = f"{url.rstrip('/')}/metrics/job/django-entrypoint/instance/{instance}"
-    try:
-        with urllib.request.urlopen(source, timeout=5) as answer:
-            body = answer.read()
-        request = urllib.request.Request(target, data=body, method="PUT")  # noqa: S310
-        request.add_header("Content-Type", "text/plain; version=0.0.4")
-        with urllib.request.urlopen(request, timeout=5) as answer:  # noqa: S310 - http(s) only
-            logger.info("metrics_pushed", status=answer.status)
-    except (OSError, urllib.error.URLError) as exc:
-        logger.warning("metrics_push_failed", error=f"{type(exc).__name__}: {exc}")
-
-
 def _plan(
     alias: str, phase: str, reporter: Reporter
 ) -> tuple[list[tuple[str, str]], list[tuple[str, str]] | None]:
@@ -269,7 +186,7 @@ def _plan(
                        migration=held.name, phase=held.phase.value,
                        reasons=list(held.reasons), policy=phase)  # fmt: skip
     if result.held:
-        reporter._health("held", database=alias, count=len(result.held))
+        reporter.notify("held", database=alias, count=len(result.held))
     return [(m.app, m.name) for m in result.apply], result.targets
 
 
