@@ -12,10 +12,11 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from types import FrameType
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from entrypoint.errors import EX_NOEXEC, EX_NOTFOUND, ExecFailed
 
@@ -34,23 +35,48 @@ class SignalStop(KeyboardInterrupt):
         self.signum = signum
 
 
+# How long after a swallowed stop the signal is delivered again (see capture_signals).
+REDELIVER_AFTER = 0.02
+
+
 @contextmanager
 def capture_signals(on_signal: Callable[[int], None] | None = None) -> Iterator[None]:
-    """Turn SIGTERM/SIGINT into SignalStop inside the block; restore the handlers after."""
+    """Turn SIGTERM/SIGINT into SignalStop inside the block; restore the handlers after.
+
+    Only the first signal raises; later ones are ignored so that they cannot break the
+    clean-up (lock release, audit row). Python drops an exception raised while a finalizer or
+    a garbage-collection callback runs (it reports it to ``sys.unraisablehook``): when that
+    happens to the stop, the signal is sent again a moment later, to land in ordinary code.
+    """
     stopping: list[int] = []
+    reported: list[int] = []
 
     def handler(signum: int, _frame: FrameType | None) -> None:
         if stopping:
             return  # one stop is enough; a second signal must not break the clean-up
         stopping.append(signum)
-        if on_signal is not None:
+        if on_signal is not None and not reported:
+            reported.append(signum)
             on_signal(signum)
         raise SignalStop(signum)
 
+    previous_hook = sys.unraisablehook
+
+    def unraisable(info: Any) -> None:
+        if isinstance(info.exc_value, SignalStop):
+            stopping.clear()
+            timer = threading.Timer(REDELIVER_AFTER, os.kill, (os.getpid(), info.exc_value.signum))
+            timer.daemon = True
+            timer.start()
+            return
+        previous_hook(info)
+
     previous = {sig: signal.signal(sig, handler) for sig in HANDLED}
+    sys.unraisablehook = unraisable
     try:
         yield
     finally:
+        sys.unraisablehook = previous_hook
         for sig, old in previous.items():
             signal.signal(sig, old)
 
