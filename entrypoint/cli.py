@@ -302,8 +302,6 @@ def _positive(value: str) -> int:
 
 def _history(args: argparse.Namespace, settings: config.Settings) -> int:
     """history: the recorded runs, newest first, on standard output; no lock, nothing written."""
-    import json
-
     from entrypoint import audit, runner, wait
     from entrypoint.databases import resolve_targets
 
@@ -442,7 +440,7 @@ def _check(args: argparse.Namespace, settings: config.Settings) -> int:
         for problem in problems:
             print(f"{problem.database}: {problem.kind}: {problem.message}")
         if not problems:
-            print(f"ok: {', '.join(t.alias for t in targets)} up to date, nothing to report")
+            print(f"ok: no problem found on {', '.join(t.alias for t in targets)}")
     return EX_CHECK_FAILED if problems else 0
 
 

@@ -144,7 +144,7 @@ def test_check_passes_on_an_up_to_date_database(launcher: Launcher, pg_db: PgDat
     assert start(launcher, ["migrate"], env).popen.returncode == 0
     proc = start(launcher, ["check"], env)
     assert proc.popen.returncode == 0, proc.stdout() + proc.stderr()
-    assert proc.stdout().splitlines() == ["ok: default up to date, nothing to report"]
+    assert proc.stdout().splitlines() == ["ok: no problem found on default"]
 
 
 def test_check_reports_missing_migrations_and_policy_holds(
