@@ -350,13 +350,7 @@ def undo_failed_run(
 @contextmanager
 def _locked(settings: Settings, target: Target, report: OnEvent, run_id: str) -> Iterator[float]:
     """Hold the migration lock of ``target``; yields the seconds waited for it."""
-    lock = locks.make_lock(
-        target,
-        mode=settings.lock_mode,
-        key_name=settings.lock_key,
-        lock_url=settings.lock_database_url,
-        run_id=run_id,
-    )
+    lock = locks.configured_lock(target, settings, run_id)
     lock.connect()
     try:
 

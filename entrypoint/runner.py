@@ -117,13 +117,7 @@ def _migrate_one(
     settings: Settings, target: Target, reporter: Reporter, run_id: str
 ) -> list[engine.Applied]:
     alias = target.alias
-    lock = locks.make_lock(
-        target,
-        mode=settings.lock_mode,
-        key_name=settings.lock_key,
-        lock_url=settings.lock_database_url,
-        run_id=run_id,
-    )
+    lock = locks.configured_lock(target, settings, run_id)
     reporter.phase("waiting_for_lock", alias)
     lock.connect()
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from typing import Any
 
 from entrypoint.databases import Target, postgres_params
 from entrypoint.errors import ConfigError
@@ -11,7 +12,16 @@ from entrypoint.locks.base import Backend, Waiting, acquire
 from entrypoint.locks.mysql import MySQLLock, lock_name, mysql_params
 from entrypoint.locks.sqlite import FileLock
 
-__all__ = ["Backend", "NoLock", "Waiting", "acquire", "application_name", "lock_key", "make_lock"]
+__all__ = [
+    "Backend",
+    "NoLock",
+    "Waiting",
+    "acquire",
+    "application_name",
+    "configured_lock",
+    "lock_key",
+    "make_lock",
+]
 
 SUPPORTED = ("postgresql", "sqlite", "mysql")
 
@@ -95,4 +105,15 @@ def make_lock(
         key_name=key_name or target.name,
         application_name=application_name(run_id),
         description=f"database {target.alias!r} ({target.display})",
+    )
+
+
+def configured_lock(target: Target, settings: Any, run_id: str) -> Backend:
+    """The lock for one target as the run's settings configure it (ENTRYPOINT_LOCK_*)."""
+    return make_lock(
+        target,
+        mode=settings.lock_mode,
+        key_name=settings.lock_key,
+        lock_url=settings.lock_database_url,
+        run_id=run_id,
     )
