@@ -136,6 +136,18 @@ def pg_db(pg_factory: Any) -> PgDatabase:
     return pg_factory()  # type: ignore[no-any-return]
 
 
+def parse_events(text: str) -> list[dict[str, Any]]:
+    """The JSON log events among lines of output (other lines are skipped)."""
+    found = []
+    for line in text.splitlines():
+        if line.startswith("{"):
+            try:
+                found.append(json.loads(line))
+            except ValueError:
+                continue
+    return found
+
+
 @dataclass
 class Proc:
     """A real entrypoint process with its output captured to files."""
@@ -164,14 +176,7 @@ class Proc:
 
     def events(self) -> list[dict[str, Any]]:
         """The JSON log events so far."""
-        found = []
-        for line in self.stderr().splitlines():
-            if line.startswith("{"):
-                try:
-                    found.append(json.loads(line))
-                except ValueError:
-                    continue
-        return found
+        return parse_events(self.stderr())
 
     def wait_for_event(self, name: str, timeout: float = 30, **match: Any) -> dict[str, Any]:
         """Block until a log event with this name (and these fields) appears."""
@@ -274,3 +279,21 @@ def migrations_on_disk(*apps: str) -> set[tuple[str, str]]:
         for path in (TESTPROJ / app / "migrations").glob("0*.py"):
             found.add((app, path.stem))
     return found
+
+
+# A password put in bad-input tests' settings: it must never appear in any output.
+SECRET = "hunter2-Secret"
+ERROR_PREFIX = "django-entrypoint: error: "
+
+
+def run_bad(launcher: Launcher, args: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """Run the entrypoint; return its exit code and its one error line (asserting there is one,
+    and that no secret and no traceback appear anywhere in its output)."""
+    proc = launcher.run(args, env, timeout=60)
+    everything = proc.stdout() + proc.stderr()
+    assert SECRET not in everything
+    assert "Traceback" not in everything
+    lines = proc.error_lines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(ERROR_PREFIX)
+    return proc.popen.returncode, lines[0][len(ERROR_PREFIX) :]

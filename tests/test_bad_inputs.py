@@ -12,23 +12,15 @@ import pytest
 
 from entrypoint.cli import COMMANDS
 from entrypoint.locks import lock_key
-from tests.conftest import Launcher, PgDatabase, sqlite_databases
+from tests.conftest import (
+    ERROR_PREFIX,
+    SECRET,
+    Launcher,
+    PgDatabase,
+    run_bad,
+    sqlite_databases,
+)
 from tests.pgcluster import Cluster, find_bindir, free_port
-
-SECRET = "hunter2-Secret"
-PREFIX = "django-entrypoint: error: "
-
-
-def run_bad(launcher: Launcher, args: list[str], env: dict[str, str]) -> tuple[int, str]:
-    """Run the entrypoint; return its exit code and its one error line (asserting there is one)."""
-    proc = launcher.run(args, env, timeout=60)
-    everything = proc.stdout() + proc.stderr()
-    assert SECRET not in everything
-    assert "Traceback" not in everything
-    lines = proc.error_lines()
-    assert len(lines) == 1, lines
-    assert lines[0].startswith(PREFIX)
-    return proc.popen.returncode, lines[0][len(PREFIX) :]
 
 
 def pg_entry(pg: PgDatabase, **extra: Any) -> dict[str, Any]:
@@ -195,7 +187,7 @@ def test_unknown_host_fails_at_once(launcher: Launcher) -> None:
     proc = launcher.run(["migrate"], env, timeout=20)
     assert proc.popen.returncode == 69
     assert proc.error_lines() == [
-        PREFIX + "database 'default' (postgresql://app@no-such-host.invalid:5432/app): "
+        ERROR_PREFIX + "database 'default' (postgresql://app@no-such-host.invalid:5432/app): "
         "failed to resolve host 'no-such-host.invalid': [Errno -2] Name or service not known; "
         "fix HOST in settings.DATABASES['default']"
     ]
@@ -244,7 +236,8 @@ def test_conflicting_migrations_are_reported_before_locking(
     proc = launcher.run(["migrate"], env)
     assert proc.popen.returncode == 64
     assert proc.error_lines() == [
-        PREFIX + "conflicting migrations: several leaf nodes in the migration graph (0002_left, "
+        ERROR_PREFIX
+        + "conflicting migrations: several leaf nodes in the migration graph (0002_left, "
         "0002_right in conflicted); run 'python manage.py makemigrations --merge' and commit the "
         "merge migration"
     ]

@@ -28,12 +28,11 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
-from tests.conftest import REPO, PgDatabase
+from tests.conftest import REPO, PgDatabase, parse_events
 from tests.pgcluster import free_port
 
 IMAGE = "django-entrypoint-example:test"
@@ -290,17 +289,6 @@ def _database_url(pg: PgDatabase) -> str:
     return f"postgres://{auth}@{host}:{info.get('port', 5432)}/{pg.name}"
 
 
-def _events(output: str) -> list[dict[str, Any]]:
-    found = []
-    for line in output.splitlines():
-        if line.startswith("{"):
-            try:
-                found.append(json.loads(line))
-            except ValueError:
-                continue
-    return found
-
-
 def _processes(docker: Docker, name: str) -> list[tuple[int, str, str]]:
     """(pid, command name, state) of every process in the container, read from /proc."""
     script = (
@@ -391,7 +379,7 @@ def test_three_replicas_one_migrates_all_ready_and_stop_cleanly(
     assert len(migrated) == 1, runs
     # The logs tell the same story: the one that migrated applied them all, the others none.
     for replica in replicas:
-        events = [e["event"] for e in _events(docker.logs(replica.name))]
+        events = [e["event"] for e in parse_events(docker.logs(replica.name))]
         if replica.release == migrated[0]:
             assert events.count("migration_applied") == len(
                 pg_db.query("SELECT 1 FROM django_migrations")
@@ -421,7 +409,9 @@ def test_three_replicas_one_migrates_all_ready_and_stop_cleanly(
     # checked against the live DATABASE_URL, without setting Django up.
     docker("restart", "--time", "30", replicas[0].name)
     _wait_ready(docker, replicas[:1])
-    last = [e for e in _events(docker.logs(replicas[0].name)) if e["event"] == "nothing_to_migrate"]
+    last = [
+        e for e in parse_events(docker.logs(replicas[0].name)) if e["event"] == "nothing_to_migrate"
+    ]
     assert last[-1].get("fast_path") is True, last
     assert (
         docker.inspect(replicas[0].name, "{{.RestartCount}}") == "0"

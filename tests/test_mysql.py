@@ -18,13 +18,11 @@ from typing import Any
 import pytest
 
 from entrypoint.locks.mysql import MAX_NAME, SLICE, MySQLLock, lock_name
-from tests.conftest import Launcher, migrations_on_disk
+from tests.conftest import ERROR_PREFIX, SECRET, Launcher, migrations_on_disk, run_bad
 from tests.mysql_fixtures import MySQLDatabase, ThrowAwayMariaDB, find_mariadbd
 from tests.pgcluster import free_port
 
 APPS = ("inventory", "orders")
-SECRET = "hunter2-Secret"
-PREFIX = "django-entrypoint: error: "
 
 
 def own_rows(db: MySQLDatabase) -> list[tuple[str, str]]:
@@ -44,18 +42,6 @@ def lock_params(db: MySQLDatabase) -> dict[str, Any]:
     if db.server.password:
         params["password"] = db.server.password
     return params
-
-
-def run_bad(launcher: Launcher, args: list[str], env: dict[str, str]) -> tuple[int, str]:
-    """Run the entrypoint; return its exit code and its one error line (asserting there is one)."""
-    proc = launcher.run(args, env, timeout=60)
-    everything = proc.stdout() + proc.stderr()
-    assert SECRET not in everything
-    assert "Traceback" not in everything
-    lines = proc.error_lines()
-    assert len(lines) == 1, lines
-    assert lines[0].startswith(PREFIX)
-    return proc.popen.returncode, lines[0][len(PREFIX) :]
 
 
 # -- the lock name --------------------------------------------------------------------------------
@@ -194,7 +180,7 @@ def test_sigkill_of_the_holder_frees_the_lock_and_the_next_run_stops_at_its_migr
     assert waiter.wait(60) == 70, waiter.stderr()
     killed = str(holder.events()[0]["run"])
     assert waiter.error_lines() == [
-        f"{PREFIX}run {killed} was interrupted while applying inventory.0003_slow on database "
+        f"{ERROR_PREFIX}run {killed} was interrupted while applying inventory.0003_slow on database "
         "'default'; that migration is not atomic and may be partly applied; check the database, "
         "then rerun once with ENTRYPOINT_ACCEPT_INTERRUPTED=1 (or --accept-interrupted) to apply "
         "it again"
@@ -227,7 +213,9 @@ def test_sigterm_of_a_waiting_replica_exits_143_at_once(
     waiter.popen.send_signal(signal.SIGTERM)
     assert waiter.wait(5) == 143
     assert time.monotonic() - sent < 1.0
-    assert waiter.error_lines()[-1] == (PREFIX + "stopped by SIGTERM before the app server started")
+    assert waiter.error_lines()[-1] == (
+        ERROR_PREFIX + "stopped by SIGTERM before the app server started"
+    )
 
 
 def test_sigterm_during_a_statement_cancels_it_within_a_second(
@@ -254,7 +242,7 @@ def test_sigterm_during_a_statement_cancels_it_within_a_second(
         "stopped by SIGTERM while applying inventory.0003_slow on 'default'; it is not atomic "
         "and may be partly applied"
     )
-    assert holder.error_lines() == [PREFIX + message]
+    assert holder.error_lines() == [ERROR_PREFIX + message]
     assert mysql_db.query(sleeping) == [(0,)]
     run = str(holder.events()[0]["run"])
     assert mysql_db.query(
@@ -280,7 +268,7 @@ def test_sigterm_while_connecting_to_a_silent_host_exits_at_once(launcher: Launc
     proc.popen.send_signal(signal.SIGTERM)
     assert proc.wait(10) == 143
     assert time.monotonic() - sent < 1.0
-    assert proc.error_lines() == [PREFIX + "stopped by SIGTERM before the app server started"]
+    assert proc.error_lines() == [ERROR_PREFIX + "stopped by SIGTERM before the app server started"]
 
 
 @pytest.mark.skipif(find_mariadbd() is None, reason="needs mariadbd and mariadb-install-db")
@@ -357,7 +345,7 @@ def test_refused_connection_is_retried_until_the_deadline(launcher: Launcher) ->
     assert proc.popen.returncode == 69
     line = proc.error_lines()[-1]
     assert line.startswith(
-        f"{PREFIX}database 'default' (mysql://app@127.0.0.1:{port}/app) was not reachable within 1s ("
+        f"{ERROR_PREFIX}database 'default' (mysql://app@127.0.0.1:{port}/app) was not reachable within 1s ("
     )
     # The client library words the refusal ("Can't connect to server on '127.0.0.1' (115)" from
     # MariaDB Connector/C, "... MySQL server on '127.0.0.1:PORT' (111)" from libmysqlclient).
@@ -395,7 +383,7 @@ def test_a_server_that_drops_connections_is_waited_for(launcher: Launcher) -> No
     assert proc.popen.returncode == 69
     line = proc.error_lines()[-1]
     assert line.startswith(
-        f"{PREFIX}database 'default' (mysql://app@127.0.0.1:{port}/app) was not reachable within 1s"
+        f"{ERROR_PREFIX}database 'default' (mysql://app@127.0.0.1:{port}/app) was not reachable within 1s"
     )
     assert "Lost connection to " in line
     attempts = int(line.split("within 1s (", 1)[1].split(" attempts)", 1)[0])
@@ -448,7 +436,7 @@ def test_a_waiter_whose_lock_session_is_killed_exits_69(
         conn.close()
     server = mysql_db.server
     assert waiter.error_lines() == [
-        f"{PREFIX}lost the lock connection to database 'default' (mysql://{server.user}@"
+        f"{ERROR_PREFIX}lost the lock connection to database 'default' (mysql://{server.user}@"
         f"{server.host}:{server.port}/{mysql_db.name}) while waiting for the migration lock: "
         "Lost connection to server during query; check that the server runs, then start again"
     ]
@@ -570,7 +558,7 @@ def test_a_migration_failing_before_any_change_is_rolled_back_on_failure(
     again = launcher.run(["migrate"], {**env, "TESTPROJ_EXTRA_APPS": "broken"})
     assert again.popen.returncode == 70
     assert again.error_lines()[-1].startswith(
-        f"{PREFIX}migration broken.0002_fails failed on database 'default': "
+        f"{ERROR_PREFIX}migration broken.0002_fails failed on database 'default': "
     )  # run again, not stopped by a gate
 
 
