@@ -82,6 +82,16 @@ class Bench:
             **extra,
         }
 
+    def migrated_example(self, name: str) -> tuple[str, dict[str, str], Path]:
+        """A new database with the example project fully migrated by plain Django, and its
+        manifest frozen into ``name``: the database, its environment and the manifest's path."""
+        database = self.pg.create()
+        env = self.example_env(database)
+        ok(timed(PLAIN, env, EXAMPLE))
+        path = self.tmp / name
+        ok(timed([*ENTRYPOINT, "freeze", "--output", str(path)], env, EXAMPLE))
+        return database, env, path
+
     def testproj_env(self, databases: dict[str, Any], **extra: str) -> dict[str, str]:
         """Environment of the test project (its slow migration serves the hand-off)."""
         return {
@@ -159,11 +169,7 @@ def noop_start(b: Bench, report: list[Section]) -> None:
         f"--noinput"
     )
     with section(report, "(1) no-op start", how) as s:
-        database = b.pg.create()
-        env = b.example_env(database)
-        ok(timed(PLAIN, env, EXAMPLE))
-        path = b.tmp / "example-manifest.json"
-        ok(timed([*ENTRYPOINT, "freeze", "--output", str(path)], env, EXAMPLE))
+        database, env, path = b.migrated_example("example-manifest.json")
         frozen = {**env, "ENTRYPOINT_MANIFEST": str(path)}
 
         def run_with_health() -> Run:
@@ -535,11 +541,7 @@ def health(b: Bench, report: list[Section]) -> None:
         f"RSS from /proc; {probes} GETs on new connections; memory ratio to a bare interpreter"
     )
     with section(report, "(6) health process", how) as s:
-        database = b.pg.create()
-        env = b.example_env(database)
-        ok(timed(PLAIN, env, EXAMPLE))
-        path = b.tmp / "health-manifest.json"
-        ok(timed([*ENTRYPOINT, "freeze", "--output", str(path)], env, EXAMPLE))
+        database, env, path = b.migrated_example("health-manifest.json")
         port = free_port()
         env = {
             **env,
