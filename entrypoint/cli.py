@@ -389,7 +389,7 @@ def _plan(args: argparse.Namespace, settings: config.Settings) -> int:
     targets = _read_only_setup(settings)
     rows: list[dict[str, Any]] = []
     for target in targets:
-        result = split(target.alias, settings.phase)
+        result = split(target.alias, settings.phase, with_locks=True)
         held = {(m.app, m.name) for m in result.held}
         # MySQL/MariaDB commit each DDL statement: no migration runs in a transaction there.
         ddl_rolls_back = bool(connections[target.alias].features.can_rollback_ddl)
@@ -417,6 +417,8 @@ def _plan(args: argparse.Namespace, settings: config.Settings) -> int:
         print(f"{row['database']}  {row['phase']:<11}  {row['app']}.{row['name']}  ({flags})")
         for reason in row["reasons"]:
             print(f"    - {reason}")
+        for lock in row["locks"]:
+            print(f"    ! {lock['note']}")
     return 0
 
 

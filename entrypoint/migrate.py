@@ -270,23 +270,28 @@ class PlanSplit:
     targets: list[Node] | None
 
 
-def split(alias: str, policy: str) -> PlanSplit:
+def split(alias: str, policy: str, *, with_locks: bool = False) -> PlanSplit:
     """Classify the pending plan of ``alias`` and split it for ``policy`` (all, pre-deploy,
-    post-deploy). ``targets`` is None when everything pending is to be applied.
+    post-deploy). ``targets`` is None when everything pending is to be applied. With
+    ``with_locks``, each migration also lists the table-size-bound locks it takes on this
+    database's server.
 
     Raises PlanCannotBeSplit (exit 65) when a held migration is needed by one to apply.
     """
     from django.db import connections
     from django.db.migrations.executor import MigrationExecutor
 
+    from entrypoint.impact import server_of
     from entrypoint.phases import Policy, classify_plan, plan_targets, split_plan
 
-    executor = MigrationExecutor(connections[alias])
+    connection = connections[alias]
+    executor = MigrationExecutor(connection)
     graph = executor.loader.graph
     forwards = [
         (m, False) for m, backwards in executor.migration_plan(graph.leaf_nodes()) if not backwards
     ]
-    planned = classify_plan(forwards, executor.loader)
+    server = server_of(connection) if with_locks and forwards else None
+    planned = classify_plan(forwards, executor.loader, server)
     apply_now, held = split_plan(planned, Policy(policy), graph)
     targets = plan_targets(apply_now, graph) if held else None
     return PlanSplit(planned=planned, apply=apply_now, held=held, targets=targets)

@@ -39,6 +39,7 @@ from django.db.models import NOT_PROVIDED
 from django.db.models.options import normalize_together
 
 from entrypoint.errors import ConfigError, PolicyError
+from entrypoint.impact import LockNote, Server, table_locks
 
 if TYPE_CHECKING:
     from django.db.migrations.migration import Migration
@@ -111,6 +112,9 @@ class PlannedMigration:
     needs_mark: bool = False
     #: One entry per operation, in order, whatever the mark says.
     operations: tuple[OperationPhase, ...] = ()
+    #: Locks held for as long as the table is large (rewrites, scans, index builds) on the
+    #: server the plan was classified for; empty when no server was given.
+    locks: tuple[LockNote, ...] = ()
 
     @property
     def key(self) -> Node:
@@ -126,6 +130,7 @@ class PlannedMigration:
             "reasons": list(self.reasons),
             "atomic": self.atomic,
             "reversible": self.reversible,
+            "locks": [note.to_dict() for note in self.locks],
         }
 
 
@@ -250,6 +255,8 @@ class _Plan:
     new_apps: frozenset[str]
     models: set[tuple[str, str]] = field(default_factory=set)
     fields: set[tuple[str, str, str]] = field(default_factory=set)
+    #: The server whose table locks are noted, if any.
+    server: Server | None = None
 
     def is_new(self, app: str, model: str | None, field_name: str | None = None) -> bool:
         if model is None:
@@ -259,12 +266,16 @@ class _Plan:
         return field_name is not None and (app, model.lower(), field_name.lower()) in self.fields
 
 
-def classify_plan(plan: Sequence[tuple[Migration, bool]], loader: Any) -> list[PlannedMigration]:
+def classify_plan(
+    plan: Sequence[tuple[Migration, bool]], loader: Any, server: Server | None = None
+) -> list[PlannedMigration]:
     """Classify a forwards plan from ``MigrationExecutor.migration_plan`` migration by migration.
 
     ``loader`` is the executor's ``MigrationLoader``: its graph gives the state before the plan,
     which is then carried forward operation by operation (never rendered into model classes).
-    Raises ValueError on a backwards step and ConfigError on a mark it cannot read.
+    With a ``server``, each migration also lists the table-size-bound locks its operations take
+    there (see :mod:`entrypoint.impact`). Raises ValueError on a backwards step and ConfigError
+    on a mark it cannot read.
     """
     for migration, backwards in plan:
         if backwards:
@@ -281,7 +292,7 @@ def classify_plan(plan: Sequence[tuple[Migration, bool]], loader: Any) -> list[P
     new_apps = frozenset(
         app for app in apps if all(root in pending for root in graph.root_nodes(app))
     )
-    created = _Plan(new_apps=new_apps)
+    created = _Plan(new_apps=new_apps, server=server)
     return [_classify_migration(migration, state, created) for migration, _ in plan]
 
 
@@ -306,8 +317,14 @@ def _classify_migration(
 ) -> PlannedMigration:
     app = migration.app_label
     verdicts = []
+    locks: list[LockNote] = []
     for operation in migration.operations:
         verdicts.append(_classify_operation(operation, app, state, created))
+        if created.server is not None and app not in created.new_apps:
+            # After the classification, so a table created by this very operation counts as new.
+            locks += table_locks(
+                operation, app, state, created.server, lambda model: created.is_new(app, model)
+            )
         operation.state_forwards(app, state)
     reversible, _ = migration_reversible(migration)
     mark = migration_mark(migration)
@@ -334,6 +351,7 @@ def _classify_migration(
         marked_by=marked_by,
         needs_mark=needs_mark,
         operations=tuple(verdicts),
+        locks=tuple(locks),
     )
 
 

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -265,6 +266,28 @@ def launcher(tmp_path: Path) -> Iterator[Launcher]:
     launch = Launcher(tmp_path)
     yield launch
     launch.cleanup()
+
+
+@pytest.fixture(scope="module")
+def empty_app_registry() -> Iterator[None]:
+    """Django's app registry, ready and empty: deconstructing a relation field consults it.
+
+    No settings are configured. When this fixture populated the registry it empties it again
+    after the module, so a later test in the same process can still set Django up its own way.
+    """
+    from django.apps import apps
+
+    if apps.ready:
+        yield
+        return
+    apps.populate([])
+    try:
+        yield
+    finally:
+        apps.app_configs = {}
+        apps.apps_ready = apps.models_ready = apps.ready = apps.loading = False
+        apps.ready_event = threading.Event()
+        apps.clear_cache()
 
 
 def sqlite_databases(tmp_path: Path, name: str = "db.sqlite3") -> dict[str, Any]:

@@ -108,7 +108,7 @@ def test_plan_json_lists_pending_migrations_with_phase_and_reasons(
         ("shop", "0002_product_note", "pre-deploy", False),
         ("shop", "0003_remove_product_legacy_code", "post-deploy", True),
     ]
-    assert {"app", "name", "phase", "reasons", "atomic", "reversible"} <= set(rows[0])
+    assert {"app", "name", "phase", "reasons", "atomic", "reversible", "locks"} <= set(rows[0])
     assert applied(pg_db, "shop") == ["0001_initial"]  # plan changed nothing
 
 

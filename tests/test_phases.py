@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import enum
 import importlib.util
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from django.apps import apps
 from django.contrib.postgres import operations as pg
 from django.db import migrations, models
 from django.db.migrations.graph import MigrationGraph
@@ -41,24 +39,7 @@ PRE, POST = Phase.PRE_DEPLOY, Phase.POST_DEPLOY
 PHASEPROJ = Path(__file__).parent / "projects" / "phaseproj"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def app_registry() -> Iterator[None]:
-    """Django's app registry, ready and empty: deconstructing a relation field consults it.
-
-    No settings are configured. When this module populated the registry it empties it again
-    afterwards, so a later test in the same process can still set Django up its own way.
-    """
-    if apps.ready:
-        yield
-        return
-    apps.populate([])
-    try:
-        yield
-    finally:
-        apps.app_configs = {}
-        apps.apps_ready = apps.models_ready = apps.ready = apps.loading = False
-        apps.ready_event = threading.Event()
-        apps.clear_cache()
+pytestmark = pytest.mark.usefixtures("empty_app_registry")
 
 
 def migration(
@@ -1203,7 +1184,8 @@ def test_reversible_names_each_irreversible_operation() -> None:
 
 
 def test_planned_migration_carries_atomic_and_reversible_and_its_json_form() -> None:
-    """``plan --format json`` gets app, name, phase, reasons, atomic and reversible."""
+    """``plan --format json`` gets app, name, phase, reasons, atomic, reversible and lock notes
+    (none when the plan is classified without a server)."""
     planned = after_initial(
         pg.AddIndexConcurrently("product", models.Index(fields=["sku"], name="sku_idx")),
         migrations.RunPython(backfill),
@@ -1220,6 +1202,7 @@ def test_planned_migration_carries_atomic_and_reversible_and_its_json_form() -> 
         ],
         "atomic": False,
         "reversible": False,
+        "locks": [],
     }
     assert after_initial(migrations.RunPython(backfill, backfill)).atomic is True
 

@@ -4,7 +4,8 @@
     Comma-separated apps to install (default ``shop``): ``shop`` (add a nullable field, then
     drop a column), ``marks`` (migrations marked in each supported way), ``tangle`` (a
     pre-deploy migration after a post-deploy one it depends on), ``chores`` (an unmarked
-    RunPython), ``drift`` (a model changed without a migration), ``forked`` (two leaf nodes).
+    RunPython), ``drift`` (a model changed without a migration), ``forked`` (two leaf nodes),
+    ``heavy`` (a filled table changed one operation per migration, for the lock notes).
 ``PHASEPROJ_DATABASES``
     A JSON object used verbatim as ``DATABASES``.
 ``PHASEPROJ_DIR``
