@@ -195,9 +195,10 @@ OPTIONS: tuple[Option, ...] = (
            "debug, info, warning or error"),
     Option("ddl_lock_timeout", "ENTRYPOINT_DDL_LOCK_TIMEOUT", "--ddl-lock-timeout",
            _optional_duration, None,
-           "PostgreSQL lock_timeout for migration statements (off by default)"),
+           "lock timeout for migration statements: PostgreSQL lock_timeout, MySQL/MariaDB "
+           "lock_wait_timeout in whole seconds (off by default)"),
     Option("ddl_retries", "ENTRYPOINT_DDL_RETRIES", "--ddl-retries", _count, 0,
-           "retries of an atomic migration that hit the DDL lock timeout"),
+           "retries of a migration that hit the DDL lock timeout and left nothing behind"),
     Option("manifest", "ENTRYPOINT_MANIFEST", "--manifest", _path, None,
            "migration manifest written by freeze, for the no-op fast path"),
     Option("rollback_on_failure", "ENTRYPOINT_ROLLBACK_ON_FAILURE", "--rollback-on-failure",

@@ -11,6 +11,7 @@ out identical. With nothing pending, Django's migrate is not run at all.
 from __future__ import annotations
 
 import io
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -86,10 +87,24 @@ CLIENT_CHECK_INTERVAL_MS = 2000
 
 
 def prepare_session(alias: str, ddl_lock_timeout: float | None = None) -> None:
-    """Session settings of Django's migration connection (PostgreSQL only; best effort)."""
+    """Session settings of Django's migration connection (best effort).
+
+    PostgreSQL: ``client_connection_check_interval`` and, with ``ddl_lock_timeout``,
+    ``lock_timeout``. MySQL/MariaDB: ``lock_wait_timeout`` (the metadata lock every ``ALTER``
+    waits for), in whole seconds, rounded up.
+    """
     from django.db import connections
 
     connection = connections[alias]
+    if connection.vendor == "mysql":
+        if ddl_lock_timeout:
+            seconds = max(1, math.ceil(ddl_lock_timeout))
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute(f"SET SESSION lock_wait_timeout = {seconds:d}")
+            except Exception:  # noqa: S110 - the server's own default then applies
+                pass
+        return
     if connection.vendor != "postgresql":
         return
     settings = [("client_connection_check_interval", str(CLIENT_CHECK_INTERVAL_MS))]
@@ -118,8 +133,10 @@ def apply(
     """Run Django's migrate on ``alias``; return what was applied.
 
     ``targets`` limits the run to those nodes and their dependencies (one ``migrate APP NAME``
-    per target, in order); None applies everything. An atomic migration that fails on the DDL
-    lock timeout is retried up to ``retries`` times with back-off (it rolled back whole).
+    per target, in order); None applies everything. A migration that fails on the DDL lock
+    timeout and left nothing behind (atomic, so rolled back whole, or on MySQL/MariaDB failed
+    before any statement of its own changed something) is retried up to ``retries`` times with
+    back-off.
 
     Raises MigrationFailed (exit 70) naming the migration and the database error, or
     Interrupted when SIGTERM/SIGINT arrived (the statement in flight was cancelled).
@@ -212,6 +229,8 @@ def _apply_once(
             partial = None
             if not state.current_atomic and not connections[alias].features.can_rollback_ddl:
                 partial = writes.count > 0
+                # Nothing of it was written: as safe to run again as a rolled-back one.
+                state.failed_atomic = not partial
             on_event("migration_failed", level="error", database=alias, app=app,
                      migration=name, error=type(exc).__name__, seconds=seconds,
                      **({} if partial is None else {"partial": partial}))  # fmt: skip
@@ -223,11 +242,20 @@ def _apply_once(
         raise MigrationFailed(msg, lock_timeout=lock_timeout) from exc
 
 
+# MySQL/MariaDB's "Lock wait timeout exceeded" (a metadata or a row lock).
+_MYSQL_LOCK_WAIT_TIMEOUT = 1205
+
+
 def _is_lock_timeout(exc: BaseException) -> bool:
-    """True when the error, or its cause, is PostgreSQL's lock_not_available (55P03)."""
+    """True when the error, or its cause, is PostgreSQL's lock_not_available (55P03) or
+    MySQL's lock wait timeout (1205)."""
     seen: BaseException | None = exc
     while seen is not None:
         if getattr(seen, "sqlstate", None) == "55P03":
+            return True
+        if type(seen).__module__.startswith("MySQLdb") and seen.args[:1] == (
+            _MYSQL_LOCK_WAIT_TIMEOUT,
+        ):
             return True
         seen = seen.__cause__
     return False

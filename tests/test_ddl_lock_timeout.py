@@ -1,4 +1,5 @@
-"""ENTRYPOINT_DDL_LOCK_TIMEOUT and ENTRYPOINT_DDL_RETRIES against a real conflicting lock."""
+"""ENTRYPOINT_DDL_LOCK_TIMEOUT and ENTRYPOINT_DDL_RETRIES against a real conflicting lock, on
+PostgreSQL and MySQL/MariaDB."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import subprocess
 import sys
 
 from tests.conftest import TESTPROJ, Launcher, PgDatabase
+from tests.mysql_fixtures import MySQLDatabase
 
 
 def test_a_migration_behind_a_long_transaction_times_out_retries_and_succeeds(
@@ -68,3 +70,74 @@ def test_without_retries_the_lock_timeout_fails_the_run(
         "django-entrypoint: error: migration orders.0003_order_note failed on database 'default': "
         "LockNotAvailable: canceling statement due to lock timeout"
     ]
+
+
+def test_on_mariadb_the_metadata_lock_wait_times_out_and_is_retried(
+    launcher: Launcher, mysql_db: MySQLDatabase
+) -> None:
+    """On MySQL/MariaDB the timeout is lock_wait_timeout, the metadata lock an ALTER waits for
+    behind an open transaction: the migration's first ALTER gives up, nothing of it was
+    applied, so it is retried (not taken for half-applied) and succeeds once the holder ends."""
+    env = launcher.env({"default": mysql_db.django()})
+    assert launcher.run(["migrate"], env).popen.returncode == 0
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "orders", "0002", "--noinput", "-v0"],
+        cwd=TESTPROJ, env=env, check=True, timeout=60,
+    )  # fmt: skip
+    blocker = mysql_db.connect()
+    try:
+        cursor = blocker.cursor()
+        cursor.execute("START TRANSACTION")
+        cursor.execute("SELECT count(*) FROM orders_order")  # holds a metadata lock until commit
+        proc = launcher.start(
+            ["migrate"],
+            {**env, "ENTRYPOINT_DDL_LOCK_TIMEOUT": "1s", "ENTRYPOINT_DDL_RETRIES": "20"},
+        )
+        retry = proc.wait_for_event("migration_retry", timeout=30)
+        assert (retry["app"], retry["migration"], retry["attempt"]) == (
+            "orders",
+            "0003_order_note",
+            1,
+        )
+        cursor.execute("COMMIT")
+    finally:
+        blocker.close()
+    assert proc.wait(60) == 0, proc.stderr()
+    failed = [e for e in proc.events() if e["event"] == "migration_failed"]
+    assert failed
+    assert all(e["partial"] is False for e in failed)
+    rows = mysql_db.query(
+        "SELECT count(*) FROM django_migrations WHERE app = 'orders' AND name = '0003_order_note'"
+    )
+    assert rows == [(1,)]
+
+
+def test_on_mariadb_without_retries_the_timeout_fails_and_the_next_run_goes_on(
+    launcher: Launcher, mysql_db: MySQLDatabase
+) -> None:
+    """Without retries the run fails with 70 and the server's error; since the ALTER that timed
+    out changed nothing, the next run simply applies the migration."""
+    env = launcher.env({"default": mysql_db.django()})
+    assert launcher.run(["migrate"], env).popen.returncode == 0
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "orders", "0002", "--noinput", "-v0"],
+        cwd=TESTPROJ, env=env, check=True, timeout=60,
+    )  # fmt: skip
+    blocker = mysql_db.connect()
+    try:
+        cursor = blocker.cursor()
+        cursor.execute("START TRANSACTION")
+        cursor.execute("SELECT count(*) FROM orders_order")
+        proc = launcher.run(["migrate"], {**env, "ENTRYPOINT_DDL_LOCK_TIMEOUT": "1s"})
+        cursor.execute("ROLLBACK")
+    finally:
+        blocker.close()
+    assert proc.popen.returncode == 70
+    assert proc.error_lines() == [
+        "django-entrypoint: error: migration orders.0003_order_note failed on database 'default': "
+        "OperationalError: (1205, 'Lock wait timeout exceeded; try restarting transaction')"
+    ]
+    again = launcher.run(["migrate"], env)
+    assert again.popen.returncode == 0, again.stderr()
+    applied = [e["migration"] for e in again.events() if e["event"] == "migration_applied"]
+    assert applied == ["0003_order_note"]
