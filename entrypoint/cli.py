@@ -62,7 +62,44 @@ def _add_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         if option.dest == "databases":
             kwargs["action"] = "append"
             kwargs["metavar"] = "ALIAS"
+        if option.flag in SWITCHES:
+            kwargs["metavar"] = "1|0"
         group.add_argument(option.flag, **kwargs)
+
+
+# Flags of yes/no options: given alone they mean yes (``--accept-interrupted``), and they still
+# take an explicit value (``--accept-interrupted 0``, ``--accept-interrupted=1``).
+SWITCHES = frozenset(option.flag for option in config.OPTIONS if option.parse is config.boolean)
+_SWITCH_VALUES = frozenset(config.BOOLEAN_WORDS)
+# Flags of the commands that take a value (the global options all do, but for the switches).
+_COMMAND_VALUE_FLAGS = frozenset({"--format", "--limit", "--run", "--output", "--url", "--timeout"})
+
+
+def _with_switch_values(argv: list[str]) -> list[str]:
+    """argv with ``1`` after each switch given alone, so that argparse reads it as a value.
+
+    Stops at ``--`` and at the command that ``run`` execs: what follows belongs to that command.
+    """
+    value_flags = {o.flag for o in config.OPTIONS if o.flag not in SWITCHES} | _COMMAND_VALUE_FLAGS
+    out: list[str] = []
+    command: str | None = None
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--" or (command == "run" and not arg.startswith("-")):
+            return out + argv[i:]
+        out.append(arg)
+        i += 1
+        if arg in SWITCHES:
+            given = argv[i] if i < len(argv) else None
+            if given is None or given.lower() not in _SWITCH_VALUES:
+                out.append("1")
+        elif arg in value_flags and i < len(argv):
+            out.append(argv[i])
+            i += 1
+        elif command is None and arg in COMMANDS:
+            command = arg
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -140,7 +177,7 @@ def _error(message: str) -> None:
 
 def _main(argv: list[str], environ: Mapping[str, str]) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_with_switch_values(argv))
     if args.command is None:
         msg = f"no command given; use one of {', '.join(COMMANDS)} (see '{PROG} --help')"
         raise ConfigError(msg)

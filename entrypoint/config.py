@@ -22,6 +22,8 @@ _ALIAS = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 _MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
+#: Every word a yes/no option accepts.
+BOOLEAN_WORDS = _TRUE | _FALSE
 
 PHASES = ("all", "pre-deploy", "post-deploy")
 LOCK_MODES = ("auto", "off")
@@ -66,7 +68,8 @@ def _port(value: str) -> int:
     return int(value)
 
 
-def _boolean(value: str) -> bool:
+def boolean(value: str) -> bool:
+    """A yes/no value: 1/0, true/false, yes/no or on/off."""
     lowered = value.strip().lower()
     if lowered in _TRUE:
         return True
@@ -202,10 +205,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("manifest", "ENTRYPOINT_MANIFEST", "--manifest", _path, None,
            "migration manifest written by freeze, for the no-op fast path"),
     Option("rollback_on_failure", "ENTRYPOINT_ROLLBACK_ON_FAILURE", "--rollback-on-failure",
-           _boolean, False,
+           boolean, False,
            "when a migration fails, unapply what the same run applied (1 or 0)"),
     Option("accept_interrupted", "ENTRYPOINT_ACCEPT_INTERRUPTED", "--accept-interrupted",
-           _boolean, False,
+           boolean, False,
            "go on after an interrupted non-atomic migration, once checked by hand (1 or 0)"),
     Option("pushgateway_url", "ENTRYPOINT_PUSHGATEWAY_URL", "--pushgateway-url", _http_url,
            None, "Prometheus Pushgateway to push metrics to at the end of migrate"),

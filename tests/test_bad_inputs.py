@@ -285,3 +285,45 @@ def test_lock_timeout_exits_75_naming_the_holder(launcher: Launcher, pg_db: PgDa
     )
     assert f"is still held by backend pid {backend} 'someone-else'" in line
     assert line.endswith("; let that run finish, or raise ENTRYPOINT_LOCK_TIMEOUT")
+
+
+@pytest.mark.parametrize(
+    ("argv", "accept", "rollback"),
+    [
+        (["migrate", "--accept-interrupted"], True, False),
+        (["--accept-interrupted", "migrate"], True, False),
+        (["migrate", "--accept-interrupted", "0"], False, False),
+        (["migrate", "--accept-interrupted=yes"], True, False),
+        (["--rollback-on-failure", "--accept-interrupted", "migrate"], True, True),
+        (["migrate", "--rollback-on-failure", "off", "--accept-interrupted"], True, False),
+    ],
+)
+def test_a_yes_no_flag_alone_means_yes_and_still_takes_a_value(
+    argv: list[str], accept: bool, rollback: bool
+) -> None:
+    """`--accept-interrupted` (as the error messages say to run it) and
+    `--rollback-on-failure` mean yes when given alone, before or after the command, and take
+    1/0 (or true/false, yes/no, on/off) when a value follows."""
+    from entrypoint import cli, config
+
+    args = cli.build_parser().parse_args(cli._with_switch_values(argv))
+    flags = {option.dest: getattr(args, option.dest, None) for option in config.OPTIONS}
+    settings = config.load({}, flags)
+    assert args.command == "migrate"
+    assert (settings.accept_interrupted, settings.rollback_on_failure) == (accept, rollback)
+
+
+def test_a_switch_before_run_leaves_the_app_command_alone() -> None:
+    """Only the entrypoint's own arguments are read: what follows `run`'s command (with or
+    without `--`) reaches the app server untouched, even a word that looks like a switch."""
+    from entrypoint import cli
+
+    assert cli._with_switch_values(
+        ["--accept-interrupted", "run", "app", "--accept-interrupted"]
+    ) == ["--accept-interrupted", "1", "run", "app", "--accept-interrupted"]
+    assert cli._with_switch_values(["run", "--", "app", "--rollback-on-failure"]) == [
+        "run",
+        "--",
+        "app",
+        "--rollback-on-failure",
+    ]

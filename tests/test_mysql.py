@@ -190,7 +190,7 @@ def test_sigkill_of_the_holder_frees_the_lock_and_the_next_run_stops_at_its_migr
         "WHERE id = %s",
         (killed,),
     ) == [("interrupted", "inventory.0003_slow", 0)]
-    accepted = launcher.run(["migrate"], {**env, "ENTRYPOINT_ACCEPT_INTERRUPTED": "1"})
+    accepted = launcher.run(["migrate", "--accept-interrupted"], env)
     assert accepted.popen.returncode == 0, accepted.stderr()
     rows = own_rows(mysql_db)
     assert len(rows) == len(set(rows))
