@@ -384,6 +384,8 @@ class Recording:
     undone: bool = False
     begun: bool = False
     finished: bool = False
+    #: How the run before this one on the same database ended (None: this is the first).
+    previous_status: str | None = None
     started_at: datetime = field(init=False)
     _started: float = field(init=False)
 
@@ -666,6 +668,20 @@ def reap(alias: str, run_id: str, report: Report, *, dead: bool = True) -> list[
     return pending
 
 
+def last_status(alias: str) -> str | None:
+    """The status of the latest run recorded on ``alias``, or None when there is none."""
+    from django.db import connections
+
+    with connections[alias].cursor() as cursor:
+        cursor.execute(f"SELECT status FROM {TABLE} WHERE db_alias = %s ORDER BY seq DESC", [alias])
+        row = cursor.fetchone()
+    return None if row is None else str(row[0])
+
+
+#: How a run ends before Django's post-migrate work (content types, permissions) was done.
+UNFINISHED = frozenset({"interrupted", "failed"})
+
+
 def check_interrupted(
     alias: str, interrupted: Sequence[RunRow], run_id: str, *, accept: bool, report: Report
 ) -> None:
@@ -745,6 +761,7 @@ def recording(
     ensure_table(alias)
     try:
         found = reap(alias, run_id, report, dead=reap_dead)
+        record.previous_status = last_status(alias)
         if gate:
             check_interrupted(alias, found, run_id, accept=accept_interrupted, report=report)
         yield record
@@ -758,6 +775,7 @@ __all__ = [
     "KINDS",
     "STATUSES",
     "TABLE",
+    "UNFINISHED",
     "Dialect",
     "InvalidIndex",
     "Recording",
@@ -768,6 +786,7 @@ __all__ = [
     "ensure_table",
     "format_runs",
     "invalid_indexes",
+    "last_status",
     "mark_rolled_back",
     "read_runs",
     "reap",

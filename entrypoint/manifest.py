@@ -587,11 +587,40 @@ def unapplied(
     return planned
 
 
+_NO_MIGRATIONS = "there is no django_migrations table yet"
+# How a run ends before Django's post-migrate work was done (as entrypoint.audit.UNFINISHED; the
+# fast path does not import the audit module).
+UNFINISHED = frozenset({"interrupted", "failed"})
+
+
 class Recorded(NamedTuple):
-    """What one query on an alias found: the rows, and whether the migration lock is taken."""
+    """What one query on an alias found: the rows, whether the migration lock is taken, and how
+    the latest run in the audit trail ended."""
 
     nodes: set[Node]
     locked: bool = False
+    last_status: str | None = None
+
+
+# The latest run's status rides along as one ('', status) row: no app label is empty.
+_LAST_RUN = (
+    "SELECT '', status FROM (SELECT status FROM entrypoint_migration_run WHERE db_alias = %s "
+    "ORDER BY seq DESC LIMIT 1) last_run"
+)
+_NO_AUDIT = "there is no audit table yet (the database was migrated without the entrypoint)"
+
+
+def _recorded(rows: Iterable[tuple[Any, Any]]) -> Recorded:
+    nodes: set[Node] = set()
+    locked, status = False, None
+    for app, name in rows:
+        if app is None:
+            locked = True
+        elif app == "":
+            status = str(name)
+        else:
+            nodes.add((str(app), str(name)))
+    return Recorded(nodes, locked=locked, last_status=status)
 
 
 def postgres_params(entry: Mapping[str, Any]) -> dict[str, Any]:
@@ -619,9 +648,12 @@ def postgres_params(entry: Mapping[str, Any]) -> dict[str, Any]:
     return params
 
 
-# Every row of django_migrations, and one (NULL, NULL) row when a session holds the lock.
-_POSTGRES_QUERY = """
+# Every row of django_migrations, the latest run's status, and one (NULL, NULL) row when a
+# session holds the lock.
+_POSTGRES_QUERY = f"""
     SELECT app, name FROM django_migrations
+    UNION ALL
+    {_LAST_RUN}
     UNION ALL
     SELECT NULL, NULL WHERE %s AND EXISTS (
         SELECT 1 FROM pg_locks
@@ -631,8 +663,9 @@ _POSTGRES_QUERY = """
 """
 
 
-def recorded_postgres(params: Mapping[str, Any], lock_name: str | None) -> Recorded:
-    """One query: the applied nodes and whether the migration lock named ``lock_name`` is held."""
+def recorded_postgres(params: Mapping[str, Any], alias: str, lock_name: str | None) -> Recorded:
+    """One query: the applied nodes, the latest run's status, and whether the migration lock
+    named ``lock_name`` is held."""
     import psycopg
 
     from entrypoint.locks.postgres import lock_key
@@ -641,21 +674,21 @@ def recorded_postgres(params: Mapping[str, Any], lock_name: str | None) -> Recor
     try:
         with psycopg.connect(**params, autocommit=True) as conn:
             rows = conn.execute(
-                _POSTGRES_QUERY, (lock_name is not None, unsigned >> 32, unsigned & 0xFFFFFFFF)
+                _POSTGRES_QUERY,
+                (alias, lock_name is not None, unsigned >> 32, unsigned & 0xFFFFFFFF),
             ).fetchall()
     except psycopg.errors.UndefinedTable as exc:
-        msg = "there is no django_migrations table yet"
+        msg = _NO_AUDIT if "entrypoint_migration_run" in str(exc) else _NO_MIGRATIONS
         raise Pending(msg) from exc
     except psycopg.Error as exc:
         from entrypoint.wait import connect_error_reason
 
         msg = f"the query failed ({connect_error_reason(exc)})"
         raise Doubt(msg) from exc
-    nodes = {(str(app), str(name)) for app, name in rows if app is not None}
-    return Recorded(nodes, locked=len(nodes) < len(rows))
+    return _recorded(rows)
 
 
-def recorded_sqlite(entry: Mapping[str, Any], lock: bool) -> Recorded:
+def recorded_sqlite(entry: Mapping[str, Any], alias: str, lock: bool) -> Recorded:
     """One query on the SQLite file (read-only), and whether its lock file is locked."""
     import sqlite3
     from urllib.parse import quote
@@ -673,16 +706,18 @@ def recorded_sqlite(entry: Mapping[str, Any], lock: bool) -> Recorded:
     try:
         conn = sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True, timeout=1.0)
         try:
-            rows = conn.execute("SELECT app, name FROM django_migrations").fetchall()
+            sql = f"SELECT app, name FROM django_migrations UNION ALL {_LAST_RUN}"
+            rows = conn.execute(sql.replace("%s", "?"), (alias,)).fetchall()
         finally:
             conn.close()
     except sqlite3.Error as exc:
         if "no such table" in str(exc):
-            msg = "there is no django_migrations table yet"
+            msg = _NO_AUDIT if "entrypoint_migration_run" in str(exc) else _NO_MIGRATIONS
             raise Pending(msg) from exc
         msg = f"the query failed ({type(exc).__name__}: {exc})"
         raise Doubt(msg) from exc
-    return Recorded({(str(app), str(name)) for app, name in rows}, locked=locked)
+    found = _recorded(rows)
+    return found._replace(locked=locked)
 
 
 def mysql_params(entry: Mapping[str, Any]) -> dict[str, Any]:
@@ -704,16 +739,20 @@ def mysql_params(entry: Mapping[str, Any]) -> dict[str, Any]:
     return params
 
 
-# Every row of django_migrations, and one (NULL, NULL) row when a session holds the lock.
-_MYSQL_QUERY = """
+# Every row of django_migrations, the latest run's status, and one (NULL, NULL) row when a
+# session holds the lock.
+_MYSQL_QUERY = f"""
     SELECT app, name FROM django_migrations
+    UNION ALL
+    {_LAST_RUN}
     UNION ALL
     SELECT NULL, NULL FROM DUAL WHERE %s AND IS_USED_LOCK(%s) IS NOT NULL
 """
 
 
-def recorded_mysql(params: Mapping[str, Any], lock_name: str | None) -> Recorded:
-    """One query: the applied nodes and whether the ``GET_LOCK`` lock ``lock_name`` is taken."""
+def recorded_mysql(params: Mapping[str, Any], alias: str, lock_name: str | None) -> Recorded:
+    """One query: the applied nodes, the latest run's status, and whether the ``GET_LOCK`` lock
+    ``lock_name`` is taken."""
     try:
         import MySQLdb
     except ImportError as exc:
@@ -723,20 +762,19 @@ def recorded_mysql(params: Mapping[str, Any], lock_name: str | None) -> Recorded
         conn = MySQLdb.connect(**params)
         try:
             cursor = conn.cursor()
-            cursor.execute(_MYSQL_QUERY, (lock_name is not None, lock_name or ""))
+            cursor.execute(_MYSQL_QUERY, (alias, lock_name is not None, lock_name or ""))
             rows = cursor.fetchall()
         finally:
             conn.close()
     except MySQLdb.Error as exc:
         code = exc.args[0] if exc.args else None
         if code == 1146:  # ER_NO_SUCH_TABLE
-            msg = "there is no django_migrations table yet"
+            msg = _NO_AUDIT if "entrypoint_migration_run" in str(exc) else _NO_MIGRATIONS
             raise Pending(msg) from exc
         reason = exc.args[1] if len(exc.args) > 1 else type(exc).__name__
         msg = f"the query failed ({reason})"
         raise Doubt(msg) from exc
-    nodes = {(str(app), str(name)) for app, name in rows if app is not None}
-    return Recorded(nodes, locked=len(nodes) < len(rows))
+    return _recorded(rows)
 
 
 def _flocked(database_path: str) -> bool:
@@ -774,16 +812,16 @@ def check_database(
 
         register_secret(entry.get("PASSWORD"))
         name = lock_key or str(entry.get("NAME") or "")
-        found = recorded_postgres(postgres_params(entry), name if lock else None)
+        found = recorded_postgres(postgres_params(entry), alias, name if lock else None)
     elif vendor == "sqlite":
-        found = recorded_sqlite(entry, lock)
+        found = recorded_sqlite(entry, alias, lock)
     elif vendor == "mysql":
         from entrypoint.locks.mysql import lock_name
         from entrypoint.log import register_secret
 
         register_secret(entry.get("PASSWORD"))
         name = lock_name(str(entry.get("NAME") or ""), lock_key)
-        found = recorded_mysql(mysql_params(entry), name if lock else None)
+        found = recorded_mysql(mysql_params(entry), alias, name if lock else None)
     else:
         msg = f"database {alias!r} uses {engine or 'no ENGINE'}, which has no fast path"
         raise Doubt(msg)
@@ -795,6 +833,19 @@ def check_database(
         shown = ", ".join(f"{app}.{name}" for app, name in missing[:3])
         more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
         msg = f"{len(missing)} migration(s) pending on {alias!r}: {shown}{more}"
+        raise Pending(msg)
+    if found.last_status in UNFINISHED:
+        # Its post-migrate work (content types, permissions) may be missing: migrate does it.
+        msg = f"the last run on {alias!r} ended {found.last_status}"
+        raise Pending(msg)
+    unrecorded = [
+        key
+        for key, replaced in manifest.replacements
+        if key not in found.nodes and all(node in found.nodes for node in replaced)
+    ]
+    if unrecorded:
+        app, name = unrecorded[0]
+        msg = f"the squashed migration {app}.{name} is not recorded on {alias!r} yet"
         raise Pending(msg)
 
 

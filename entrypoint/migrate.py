@@ -70,14 +70,48 @@ def check_conflicts() -> None:
         raise ConfigError(conflicts_message(found))
 
 
-def pending(alias: str) -> list[Any]:
-    """The migrations Django would apply on ``alias`` now, in order (Migration objects)."""
+def executor_for(alias: str) -> Any:
+    """Django's MigrationExecutor on ``alias`` (it loads the migration graph and the history)."""
     from django.db import connections
     from django.db.migrations.executor import MigrationExecutor
 
-    executor = MigrationExecutor(connections[alias])
+    return MigrationExecutor(connections[alias])
+
+
+def pending(alias: str, executor: Any = None) -> list[Any]:
+    """The migrations Django would apply on ``alias`` now, in order (Migration objects)."""
+    executor = executor if executor is not None else executor_for(alias)
     targets = executor.loader.graph.leaf_nodes()
     return [migration for migration, backwards in executor.migration_plan(targets) if not backwards]
+
+
+def record_squashes(alias: str, executor: Any = None) -> list[Node]:
+    """Record each squashed migration whose replaced migrations are all applied; return them.
+
+    Django's migrate does this on every run, even with nothing to apply, so that a squash
+    deployed onto a database that already ran the migrations it replaces is recorded before the
+    replaced files are deleted; skipped, the next release would run the squash again.
+    """
+    executor = executor if executor is not None else executor_for(alias)
+    if not executor.loader.replacements:
+        return []
+    before = set(executor.recorder.applied_migrations())
+    executor.check_replacements()
+    return sorted(set(executor.recorder.applied_migrations()) - before)
+
+
+def applied_leaf(alias: str) -> Node | None:
+    """An applied migration with no applied child in its app: migrating to it changes nothing."""
+    executor = executor_for(alias)
+    applied = executor.loader.applied_migrations
+    graph = executor.loader.graph
+    for node in sorted(applied):
+        if node not in graph.node_map:
+            continue
+        children = graph.node_map[node].children
+        if not any(child.key[0] == node[0] and child.key in applied for child in children):
+            return (str(node[0]), str(node[1]))
+    return None
 
 
 # PostgreSQL 14+ checks, during a long statement, whether the client is still there. Set on

@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from entrypoint import audit, locks, rollback, wait
 from entrypoint import migrate as engine
@@ -138,8 +139,15 @@ def _migrate_one(
                              phase=settings.phase, lock_wait=waited,
                              reap_dead=settings.lock_mode != "off",
                              accept_interrupted=settings.accept_interrupted) as record:  # fmt: skip
-            plan, targets = _plan(alias, settings.phase, reporter)
+            plan, targets, executor = _plan(alias, settings.phase, reporter)
             if not plan:
+                if record.previous_status in audit.UNFINISHED:
+                    _finish_previous(alias, record, reporter, held=targets is not None)
+                else:
+                    squashes = engine.record_squashes(alias, executor)
+                    if squashes:
+                        reporter.event("squashes_recorded", database=alias,
+                                       migrations=[f"{a}.{n}" for a, n in squashes])  # fmt: skip
                 reporter.event("nothing_to_migrate", database=alias)
                 return []
             reporter.phase("migrating", alias)
@@ -164,16 +172,35 @@ def _migrate_one(
         reporter.event("lock_released", level="debug", database=alias, at=round(released, 6))
 
 
+def _finish_previous(
+    alias: str, record: audit.Recording, reporter: Reporter, *, held: bool
+) -> None:
+    """Run Django's migrate with nothing to apply, for the post-migrate work (content types,
+    permissions, squash records) that the previous run ended before doing."""
+    reporter.event("finishing_previous_run", level="warning", database=alias,
+                   previous_status=record.previous_status)  # fmt: skip
+    reporter.phase("migrating", alias)
+    if not held:
+        engine.apply(alias, record.on_event)
+        return
+    # Held migrations are pending: migrate to an applied node, which applies nothing.
+    leaf = engine.applied_leaf(alias)
+    if leaf is not None:
+        engine.apply(alias, record.on_event, targets=[leaf])
+
+
 def _plan(
     alias: str, phase: str, reporter: Reporter
-) -> tuple[list[tuple[str, str]], list[tuple[str, str]] | None]:
-    """What to apply now, and the targets for it (None: everything pending).
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]] | None, Any]:
+    """What to apply now, the targets for it (None: everything pending), and the migration
+    executor it was planned with when there is one to reuse.
 
     With ENTRYPOINT_PHASE=pre-deploy the post-deploy part of the plan is held: each held
     migration is logged with its reasons and counted.
     """
     if phase == "all":
-        return [(m.app_label, m.name) for m in engine.pending(alias)], None
+        executor = engine.executor_for(alias)
+        return [(m.app_label, m.name) for m in engine.pending(alias, executor)], None, executor
     result = engine.split(alias, phase)
     for held in result.held:
         reporter.event("migration_held", level="warning", database=alias, app=held.app,
@@ -181,7 +208,7 @@ def _plan(
                        reasons=list(held.reasons), policy=phase)  # fmt: skip
     if result.held:
         reporter.notify("held", database=alias, count=len(result.held))
-    return [(m.app, m.name) for m in result.apply], result.targets
+    return [(m.app, m.name) for m in result.apply], result.targets, None
 
 
 def close_connections() -> None:

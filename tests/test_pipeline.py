@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from pathlib import Path
@@ -55,6 +56,40 @@ def test_nothing_pending_skips_djangos_migrate(launcher: Launcher, pg_db: PgData
         pg_db.query("SELECT count(*) FROM auth_permission WHERE codename = 'add_product'")[0][0]
         == 0
     )
+
+
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_post_migrate_work_cut_short_is_done_by_the_next_run(
+    launcher: Launcher, pg_db: PgDatabase, tmp_path: Path, signum: int
+) -> None:
+    """A run stopped in Django's post-migrate work, after its last migration, leaves content
+    types and permissions missing with nothing pending: the next run sees the previous run did
+    not finish and runs Django's migrate anyway, as manage.py migrate would; the run after that
+    has nothing to do again."""
+    mark = tmp_path / "post_migrate"
+    env = launcher.env({"default": pg_db.django()})
+    proc = launcher.start(["migrate"], {**env, "TESTPROJ_POST_MIGRATE_MARK": str(mark)})
+    deadline = time.monotonic() + 30
+    while not mark.exists():
+        assert proc.popen.poll() is None, proc.stderr()
+        assert time.monotonic() < deadline, proc.stderr()
+        time.sleep(0.02)
+    os.killpg(proc.pid, signum)
+    # SIGKILL ends the process at once (-9); SIGTERM is handled: exit 143, run interrupted.
+    assert proc.wait(10) == (-signum if signum == signal.SIGKILL else 128 + signum)
+    assert sorted(recorded(pg_db)) == sorted(migrations_on_disk(*APPS))
+    permission = "SELECT count(*) FROM auth_permission WHERE codename = 'add_order'"
+    assert pg_db.query(permission) == [(0,)]
+    again = launcher.run(["migrate"], env)
+    assert again.popen.returncode == 0, again.stderr()
+    [finishing] = [e for e in again.events() if e["event"] == "finishing_previous_run"]
+    assert finishing["previous_status"] == "interrupted"
+    assert pg_db.query(permission) == [(1,)]
+    assert pg_db.query("SELECT count(*) FROM django_content_type WHERE app_label = 'orders'") == [
+        (1,)
+    ]
+    third = launcher.run(["migrate"], env)
+    assert [e["event"] for e in third.events() if e["event"] == "finishing_previous_run"] == []
 
 
 def test_run_execs_the_command_with_the_same_pid(launcher: Launcher, tmp_path: Path) -> None:

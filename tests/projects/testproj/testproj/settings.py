@@ -13,6 +13,9 @@
     How long the migration ``inventory.0003_slow`` takes (read by the migration itself).
 ``TESTPROJ_HALFWAY_FAIL``
     ``1`` makes ``halfway.0002_colour`` fail after it added its column.
+``TESTPROJ_POST_MIGRATE_MARK``
+    A file that inventory's post_migrate receiver writes before it sleeps for a minute (between
+    inventory's content types and permissions and those of orders).
 """
 
 import json
