@@ -7,6 +7,8 @@ is unapplied), no audit row.
 
 from __future__ import annotations
 
+import io
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -136,18 +138,34 @@ class _ReadOnlyQuestioner(NonInteractiveMigrationQuestioner):
 
 
 def _missing(alias: str, loader: Any) -> list[Problem]:
-    from django.apps import apps
-    from django.db.migrations.autodetector import MigrationAutodetector
-    from django.db.migrations.state import ProjectState
+    """Model changes without a migration, as the project's own ``makemigrations --check`` sees them.
 
-    autodetector = MigrationAutodetector(
-        loader.project_state(), ProjectState.from_apps(apps), _ReadOnlyQuestioner()
-    )
-    changes = autodetector.changes(graph=loader.graph)
+    Django's change detector runs with translations off, as makemigrations runs it (a translated
+    verbose_name is not a change). A project that overrides the makemigrations command (to
+    ignore some attributes, say) is asked through that command instead.
+    """
+    from django.core.management import get_commands
+    from django.utils import translation
+
+    if get_commands().get("makemigrations", "django.core") != "django.core":
+        found = _project_makemigrations()
+    else:
+        from django.apps import apps
+        from django.db.migrations.autodetector import MigrationAutodetector
+        from django.db.migrations.state import ProjectState
+
+        with translation.override(None):
+            autodetector = MigrationAutodetector(
+                loader.project_state(), ProjectState.from_apps(apps), _ReadOnlyQuestioner()
+            )
+            changes = autodetector.changes(graph=loader.graph)
+            found = {
+                app: [op.describe() for migration in migrations for op in migration.operations]
+                for app, migrations in changes.items()
+            }
     problems = []
-    for app, migrations in sorted(changes.items()):
-        described = [op.describe() for migration in migrations for op in migration.operations]
-        shown = "; ".join(described[:_SHOWN_CHANGES])
+    for app, described in sorted(found.items()):
+        shown = "; ".join(described[:_SHOWN_CHANGES]) or "see makemigrations --check --dry-run"
         if len(described) > _SHOWN_CHANGES:
             shown += f"; and {len(described) - _SHOWN_CHANGES} more"
         message = (
@@ -156,6 +174,37 @@ def _missing(alias: str, loader: Any) -> list[Problem]:
         )
         problems.append(Problem("missing", alias, message, app))
     return problems
+
+
+_HEADING = re.compile(r"^Migrations for '(?P<app>[^']+)':")
+_OPERATION = re.compile(r"^ {4}(?:[-+~*x] )?(?P<text>\S.*)$")
+
+
+def _project_makemigrations() -> dict[str, list[str]]:
+    """Run the project's own makemigrations with --check --dry-run; the changes it prints, by app.
+
+    It writes nothing (--dry-run), and exits 1 through SystemExit when it finds a change.
+    """
+    from django.core.management import call_command
+
+    out = io.StringIO()
+    try:
+        call_command("makemigrations", check=True, dry_run=True, interactive=False,
+                     no_color=True, verbosity=1, stdout=out, stderr=io.StringIO())  # fmt: skip
+    except SystemExit as exc:
+        if exc.code not in (0, 1, None):
+            msg = f"the project's makemigrations --check --dry-run exited {exc.code}"
+            raise ConfigError(msg) from None
+    found: dict[str, list[str]] = {}
+    app: str | None = None
+    for line in out.getvalue().splitlines():
+        heading = _HEADING.match(line)
+        if heading:
+            app = heading["app"]
+            found.setdefault(app, [])
+        elif app is not None and (operation := _OPERATION.match(line)):
+            found[app].append(operation["text"].strip())
+    return found
 
 
 def _policy_problems(

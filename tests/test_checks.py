@@ -49,6 +49,7 @@ class Project:
     vendor: str
     databases: dict[str, Any]
     apps: list[str] = field(default_factory=lambda: ["shop"])
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -57,6 +58,7 @@ class Project:
             DJANGO_SETTINGS_MODULE="phaseproj.settings",
             PHASEPROJ_APPS=",".join(self.apps),
             PHASEPROJ_DATABASES=json.dumps(self.databases),
+            **self.extra_env,
         )
         return env
 
@@ -279,6 +281,28 @@ def test_missing_migration_is_reported(project: Project) -> None:
         "missing: drift has model changes without a migration (Add field pinned to note); run "
         "'python manage.py makemigrations drift' and commit the migration"
     ]
+
+
+def test_a_translated_verbose_name_is_not_a_missing_migration(project: Project) -> None:
+    """Django's makemigrations detects changes with translations off: with LANGUAGE_CODE=de
+    the label "Yes" reads "Ja", which is not a model change."""
+    project.apps = ["shop", "polyglot"]
+    project.extra_env = {"PHASEPROJ_LANGUAGE": "de"}
+    project.migrate()
+    assert project.lines() == []
+
+
+def test_the_projects_own_makemigrations_decides_what_is_missing(project: Project) -> None:
+    """A project that overrides makemigrations is asked through its command: what the override
+    leaves out is not reported, what it finds is, with the changes it printed."""
+    project.apps = ["shop", "drift", "quietmm"]
+    project.migrate()
+    assert project.lines() == [
+        "missing: drift has model changes without a migration (Add field pinned to note); run "
+        "'python manage.py makemigrations drift' and commit the migration"
+    ]
+    project.extra_env = {"PHASEPROJ_IGNORE_DRIFT": "1"}
+    assert project.lines() == []
 
 
 def test_conflicting_migrations_are_reported(project: Project) -> None:

@@ -5,7 +5,11 @@
     drop a column), ``marks`` (migrations marked in each supported way), ``tangle`` (a
     pre-deploy migration after a post-deploy one it depends on), ``chores`` (an unmarked
     RunPython), ``drift`` (a model changed without a migration), ``forked`` (two leaf nodes),
-    ``heavy`` (a filled table changed one operation per migration, for the lock notes).
+    ``heavy`` (a filled table changed one operation per migration, for the lock notes),
+    ``polyglot`` (a translated verbose name), ``quietmm`` (the project's own makemigrations,
+    which leaves ``drift`` out with ``PHASEPROJ_IGNORE_DRIFT=1``).
+``PHASEPROJ_LANGUAGE``
+    ``LANGUAGE_CODE`` (default ``en-us``).
 ``PHASEPROJ_DATABASES``
     A JSON object used verbatim as ``DATABASES``.
 ``PHASEPROJ_DIR``
@@ -32,4 +36,6 @@ else:
     }
 
 USE_TZ = True
+USE_I18N = True
+LANGUAGE_CODE = os.environ.get("PHASEPROJ_LANGUAGE", "en-us")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

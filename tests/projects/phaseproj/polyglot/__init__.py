@@ -1,0 +1,1 @@
+"""A model whose verbose name is translated: a change only while a translation is active."""

@@ -1,0 +1,1 @@
+"""An app that overrides the makemigrations command, as some projects do."""
