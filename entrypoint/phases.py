@@ -23,8 +23,10 @@ Rules, in order of precedence:
    operation carrying django-syzygy's ``stage`` attribute is classified by it.
 3. An operation that only touches schema created earlier in the same pending plan is
    pre-deploy: old code never saw that schema. Likewise a data operation in an app with no
-   migration applied yet: old code never used its tables. So a fresh database applies
-   everything in one phase.
+   migration applied yet: old code never used its tables. A model moved to another app with a
+   state-only ``CreateModel`` on a table this plan created stays new too.
+4. On a database with no migration applied at all, every migration is pre-deploy, marks
+   included: no old code runs against it. So a fresh database applies everything in one phase.
 """
 
 from __future__ import annotations
@@ -255,6 +257,11 @@ class _Plan:
     new_apps: frozenset[str]
     models: set[tuple[str, str]] = field(default_factory=set)
     fields: set[tuple[str, str, str]] = field(default_factory=set)
+    #: The tables the plan creates, so that a model moved to another app with a state-only
+    #: CreateModel on such a table counts as new too.
+    tables: set[str] = field(default_factory=set)
+    #: No migration is applied on the database at all: no old code has run against it.
+    fresh: bool = False
     #: The server whose table locks are noted, if any.
     server: Server | None = None
 
@@ -292,7 +299,10 @@ def classify_plan(
     new_apps = frozenset(
         app for app in apps if all(root in pending for root in graph.root_nodes(app))
     )
-    created = _Plan(new_apps=new_apps, server=server)
+    # A loader built on a connection knows what is applied; one built without knows nothing.
+    applied = getattr(loader, "applied_migrations", None)
+    fresh = applied is not None and not applied
+    created = _Plan(new_apps=new_apps, server=server, fresh=fresh)
     return [_classify_migration(migration, state, created) for migration, _ in plan]
 
 
@@ -329,9 +339,15 @@ def _classify_migration(
     reversible, _ = migration_reversible(migration)
     mark = migration_mark(migration)
     post = [v.reason for v in verdicts if v.phase is Phase.POST_DEPLOY]
-    if mark is not None:
+    reasons: tuple[str, ...]
+    marked_by: MarkedBy | None
+    if created.fresh:
+        # Nothing applied yet: every table is new and no old code reads any of them.
+        phase, marked_by, needs_mark = Phase.PRE_DEPLOY, None, False
+        reasons = ("the database has no migration applied yet, so no old code runs against it",)
+    elif mark is not None:
         phase, marked_by = mark
-        reasons: tuple[str, ...] = (f"marked {phase.value} by {_MARK_SOURCES[marked_by]}",)
+        reasons = (f"marked {phase.value} by {_MARK_SOURCES[marked_by]}",)
         needs_mark = False
     elif post:
         phase, marked_by = Phase.POST_DEPLOY, None
@@ -482,8 +498,13 @@ def _no_table_verdict(kind: str, label: str) -> OperationPhase:
 # Model operations
 
 
+def _table_name(app: str, model_lower: str, options: dict[str, Any]) -> str:
+    return str(options.get("db_table") or f"{app}_{model_lower}")
+
+
 def _create_model(op: Any, app: str, state: ProjectState, created: _Plan) -> OperationPhase:
     created.models.add((app, op.name_lower))
+    created.tables.add(_table_name(app, op.name_lower, op.options))
     return _pre(f"CreateModel {app}.{op.name}: a new table, unknown to old code", "CreateModel")
 
 
@@ -512,6 +533,8 @@ def _rename_model(op: Any, app: str, state: ProjectState, created: _Plan) -> Ope
 
 
 def _alter_model_table(op: Any, app: str, state: ProjectState, created: _Plan) -> OperationPhase:
+    if (app, op.name_lower) in created.models:
+        created.tables.add(_table_name(app, op.name_lower, {"db_table": op.table}))
     label = _model_label(state, app, op.name)
     model_state = _model_state(state, app, op.name)
     old_table = model_state.options.get("db_table") if model_state is not None else None
@@ -716,7 +739,15 @@ def _alter_field(op: Any, app: str, state: ProjectState, created: _Plan) -> Oper
 
 
 def _separate(op: Any, app: str, state: ProjectState, created: _Plan) -> OperationPhase:
+    from django.db.migrations.operations.models import CreateModel
+
     kind = "SeparateDatabaseAndState"
+    for state_op in op.state_operations:
+        # A model moved here from another app: its table may be one this plan created.
+        if type(state_op) is CreateModel:
+            table = _table_name(app, state_op.name_lower, state_op.options)
+            if table in created.tables:
+                created.models.add((app, state_op.name_lower))
     if not op.database_operations:
         return _pre(f"{kind}: changes Django's state only, not the database", kind)
     # The database operations run against their own chain of states starting from the state

@@ -81,6 +81,19 @@ def test_pre_deploy_holds_the_remove_field_and_post_deploy_applies_it(
     assert ("legacy_code",) not in pg_db.query(columns)
 
 
+def test_pre_deploy_on_a_fresh_database_applies_everything(
+    launcher: Launcher, pg_db: PgDatabase
+) -> None:
+    """Nothing applied yet: no old code runs against the database, so pre-deploy applies the
+    whole plan, marked post-deploy migrations and tangles included, and holds nothing."""
+    env = phase_env(launcher, pg_db, "shop,marks,tangle")
+    proc = start(launcher, ["migrate"], {**env, "ENTRYPOINT_PHASE": "pre-deploy"})
+    assert proc.popen.returncode == 0, proc.stderr()
+    assert [e for e in proc.events() if e["event"] == "migration_held"] == []
+    assert applied(pg_db, "marks")[-1] == "0005_syzygy_mark"
+    assert applied(pg_db, "tangle")[-1] == "0003_item_note"
+
+
 def test_a_plan_that_cannot_be_split_is_refused(launcher: Launcher, pg_db: PgDatabase) -> None:
     """A pre-deploy migration that depends on a held post-deploy one: 65, naming both, and
     nothing applied."""

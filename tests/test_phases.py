@@ -1220,3 +1220,79 @@ def test_backwards_plan_is_refused() -> None:
 def test_empty_plan() -> None:
     """Nothing pending classifies to nothing."""
     assert classify_plan([], loader_for(INITIAL)) == []
+
+
+def test_a_model_moved_to_a_new_app_in_the_same_plan_keeps_its_table_new() -> None:
+    """A model created in this plan and moved to another app with a state-only CreateModel on
+    the same table (as django-oscar and pretix did) is still new schema: renaming its table and
+    dropping its columns later in the plan is pre-deploy."""
+    old = migration(
+        "oldhome",
+        "0001_initial",
+        migrations.CreateModel("Thing", [("id", pk()), ("label", models.TextField())]),
+    )
+    adopt = migration(
+        "newhome",
+        "0001_initial",
+        migrations.SeparateDatabaseAndState(
+            state_operations=[
+                migrations.CreateModel(
+                    "Thing",
+                    [("id", pk()), ("label", models.TextField())],
+                    options={"db_table": "oldhome_thing"},
+                )
+            ]
+        ),
+        deps=[("oldhome", "0001_initial")],
+    )
+    release = migration(
+        "oldhome",
+        "0002_move",
+        migrations.SeparateDatabaseAndState(state_operations=[migrations.DeleteModel("Thing")]),
+        deps=[("oldhome", "0001_initial"), ("newhome", "0001_initial")],
+    )
+    rename = migration(
+        "newhome",
+        "0002_table",
+        migrations.AlterModelTable("thing", None),
+        deps=[("newhome", "0001_initial")],
+    )
+    drop = migration(
+        "newhome",
+        "0003_drop_label",
+        migrations.RemoveField("thing", "label"),
+        deps=[("newhome", "0002_table")],
+    )
+    planned = classify([INITIAL], [old, adopt, release, rename, drop])
+    assert [(p.name, p.phase) for p in planned] == [
+        ("0001_initial", PRE),
+        ("0001_initial", PRE),
+        ("0002_move", PRE),
+        ("0002_table", PRE),
+        ("0003_drop_label", PRE),
+    ]
+
+
+def test_on_a_database_with_nothing_applied_everything_is_pre_deploy() -> None:
+    """No migration applied at all: no old code runs against the database, so every migration
+    is pre-deploy, marks included, and a fresh database applies everything in one phase."""
+    marked = migration(
+        "shop",
+        "0002_change",
+        migrations.RemoveField("product", "note"),
+        deps=[INITIAL_KEY],
+        entrypoint_phase="post-deploy",
+    )
+    loader = loader_for(INITIAL, marked)
+    loader.applied_migrations = {}
+    planned = classify_plan([(INITIAL, False), (marked, False)], loader)
+    assert [(p.name, p.phase, p.marked_by) for p in planned] == [
+        ("0001_initial", PRE, None),
+        ("0002_change", PRE, None),
+    ]
+    assert planned[1].reasons == (
+        "the database has no migration applied yet, so no old code runs against it",
+    )
+    # Where the loader knows nothing of the database, the mark still decides.
+    [unknown] = classify([INITIAL], [marked])
+    assert unknown.phase is POST
