@@ -593,6 +593,25 @@ _NO_MIGRATIONS = "there is no django_migrations table yet"
 UNFINISHED = frozenset({"interrupted", "failed"})
 
 
+def inconsistency(
+    graph: Mapping[Node, Sequence[Node]],
+    replacements: Sequence[tuple[Node, Sequence[Node]]],
+    recorded: Iterable[Node],
+) -> tuple[Node, Node] | None:
+    """A recorded migration and a dependency of it that is not applied, as Django's
+    ``check_consistent_history`` finds them (which makes its migrate refuse), or None.
+
+    A squashed dependency counts as applied when all the migrations it replaces are recorded.
+    """
+    rows = set(recorded)
+    applied = rows | applied_nodes(replacements, rows)
+    for node in sorted(rows):
+        for parent in graph.get(node, ()):
+            if parent not in applied:
+                return node, parent
+    return None
+
+
 class Recorded(NamedTuple):
     """What one query on an alias found: the rows, whether the migration lock is taken, and how
     the latest run in the audit trail ended."""
@@ -833,6 +852,14 @@ def check_database(
         shown = ", ".join(f"{app}.{name}" for app, name in missing[:3])
         more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
         msg = f"{len(missing)} migration(s) pending on {alias!r}: {shown}{more}"
+        raise Pending(msg)
+    broken = inconsistency(manifest.graph, manifest.replacements, found.nodes)
+    if broken is not None:
+        (app, name), (parent_app, parent_name) = broken
+        msg = (
+            f"the migration history of {alias!r} is inconsistent: {app}.{name} is applied before "
+            f"its dependency {parent_app}.{parent_name}"
+        )
         raise Pending(msg)
     if found.last_status in UNFINISHED:
         # Its post-migrate work (content types, permissions) may be missing: migrate does it.

@@ -85,6 +85,26 @@ def pending(alias: str, executor: Any = None) -> list[Any]:
     return [migration for migration, backwards in executor.migration_plan(targets) if not backwards]
 
 
+def check_history(alias: str, executor: Any = None) -> None:
+    """Refuse a history with a migration applied before its dependency, as Django's migrate does
+    before it plans: MigrationFailed (exit 70) naming both."""
+    from django.db import connections
+    from django.db.migrations.exceptions import InconsistentMigrationHistory
+
+    executor = executor if executor is not None else executor_for(alias)
+    try:
+        executor.loader.check_consistent_history(connections[alias])
+    except InconsistentMigrationHistory as exc:
+        raise MigrationFailed(_inconsistent(alias, exc)) from exc
+
+
+def _inconsistent(alias: str, exc: BaseException) -> str:
+    return (
+        f"inconsistent migration history on database {alias!r}: {first_line(exc).rstrip('.')}; "
+        "repair the django_migrations table before migrating"
+    )
+
+
 def record_squashes(alias: str, executor: Any = None) -> list[Node]:
     """Record each squashed migration whose replaced migrations are all applied; return them.
 
@@ -247,11 +267,7 @@ def _apply_once(
         msg = f"system checks failed before migrating {alias!r}: {_check_summary(exc)}"
         raise ConfigError(msg) from exc
     except InconsistentMigrationHistory as exc:
-        msg = (
-            f"inconsistent migration history on database {alias!r}: {first_line(exc)}; "
-            "repair the django_migrations table before migrating"
-        )
-        raise MigrationFailed(msg) from exc
+        raise MigrationFailed(_inconsistent(alias, exc)) from exc
     except Exception as exc:
         lock_timeout = _is_lock_timeout(exc)
         if state.current is not None:

@@ -140,6 +140,7 @@ def _migrate_one(
                              reap_dead=settings.lock_mode != "off",
                              accept_interrupted=settings.accept_interrupted) as record:  # fmt: skip
             plan, targets, executor = _plan(alias, settings.phase, reporter)
+            engine.check_history(alias, executor)
             if not plan:
                 if record.previous_status in audit.UNFINISHED:
                     _finish_previous(alias, record, reporter, held=targets is not None)

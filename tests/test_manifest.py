@@ -424,10 +424,18 @@ from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.recorder import MigrationRecorder
 MigrationRecorder(connection).ensure_schema()
 print("ready", flush=True)
+from django.db.migrations.exceptions import InconsistentMigrationHistory
 for _line in sys.stdin:
     executor = MigrationExecutor(connection)
     plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
-    print(json.dumps([[m.app_label, m.name] for m, _ in plan]), flush=True)
+    try:
+        executor.loader.check_consistent_history(connection)
+    except InconsistentMigrationHistory:
+        consistent = False
+    else:
+        consistent = True
+    print(json.dumps({"plan": [[m.app_label, m.name] for m, _ in plan],
+                      "consistent": consistent}), flush=True)
 """
 
 
@@ -442,13 +450,15 @@ class Oracle:
         assert self.process.stdout is not None
         assert self.process.stdout.readline().strip() == "ready"
 
-    def plan(self) -> list[Node]:
-        """Django's plan on the database as it is now."""
+    def plan(self) -> tuple[list[Node], bool]:
+        """Django's plan on the database as it is now, and whether Django's migrate would take
+        the history (``check_consistent_history``)."""
         assert self.process.stdin is not None
         assert self.process.stdout is not None
         self.process.stdin.write("plan\n")
         self.process.stdin.flush()
-        return [(app, name) for app, name in json.loads(self.process.stdout.readline())]
+        answer = json.loads(self.process.stdout.readline())
+        return [(app, name) for app, name in answer["plan"]], answer["consistent"]
 
     def close(self) -> None:
         """End the process."""
@@ -485,8 +495,9 @@ def agreement(pg_server: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         values = {"INSTALLED_APPS": ["ledger", "archive", "shelf"],
                   "DATABASES": {"default": pg.django()}}  # fmt: skip
 
-        def answers(self, rows: set[Node]) -> tuple[list[Node], manifest.Verdict]:
-            """Record exactly ``rows``, then ask Django and the fast path."""
+        def answers(self, rows: set[Node]) -> tuple[list[Node], bool, manifest.Verdict]:
+            """Record exactly ``rows``, then ask Django (plan, history consistent) and the fast
+            path."""
             with conn.transaction():
                 conn.execute("DELETE FROM django_migrations")
                 with conn.cursor() as cursor:
@@ -495,7 +506,8 @@ def agreement(pg_server: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
                         sorted(rows),
                     )
             verdict = manifest.verify(self.frozen, self.values, ("default",))
-            return oracle.plan(), verdict
+            plan, consistent = oracle.plan()
+            return plan, consistent, verdict
 
     yield Agreement()
     conn.close()
@@ -536,20 +548,23 @@ states = st.one_of(
 @given(rows=states)
 def test_nothing_to_do_exactly_when_djangos_plan_is_empty(agreement: Any, rows: set[Node]) -> None:
     """Over nothing, partial, all, squashed and replaced, extra and unknown rows: the fast path
-    says "nothing to do" exactly when Django's plan on leaf nodes is empty and no squash is left
-    for migrate to record, and otherwise counts the same pending migrations. A partly applied
-    squash is a doubt, never "nothing to do"."""
-    plan, verdict = agreement.answers(rows)
+    says "nothing to do" exactly when Django's plan on leaf nodes is empty, Django would take the
+    history as consistent and no squash is left for migrate to record, and otherwise counts the
+    same pending migrations. A partly applied squash is a doubt, never "nothing to do"."""
+    plan, consistent, verdict = agreement.answers(rows)
     if partly_applied(rows):
         assert not verdict.nothing_to_do
         assert verdict.doubt
         assert verdict.reason.startswith("the squashed migration ")
         assert verdict.reason.endswith(" is partly applied")
         return
-    assert verdict.nothing_to_do == (plan == [] and not squash_to_record(rows))
+    assert verdict.nothing_to_do == (plan == [] and consistent and not squash_to_record(rows))
     if plan:
         assert not verdict.doubt
         assert verdict.reason.startswith(f"{len(plan)} migration(s) pending on 'default': ")
+    elif not consistent:
+        assert not verdict.doubt
+        assert verdict.reason.startswith("the migration history of 'default' is inconsistent: ")
     elif squash_to_record(rows):
         assert not verdict.doubt
         assert verdict.reason.startswith("the squashed migration ")
@@ -560,7 +575,8 @@ def test_the_states_that_matter_are_all_covered(agreement: Any) -> None:
     """The named states of the property, checked every time whatever hypothesis draws:
     nothing, all, all with stray rows, all without the squash rows (which migrate then records), a
     squash row alone, a partly applied squash, and histories Django's plan passes over (an
-    applied leaf whose ancestor is not applied adds nothing to it, as in Django)."""
+    applied leaf whose ancestor is not applied adds nothing to the plan, but Django's migrate
+    refuses that history, so the full path reports it)."""
     cases: list[tuple[set[Node], bool | None]] = [
         (set(), False),
         (set(COMPLETE), True),
@@ -569,16 +585,16 @@ def test_the_states_that_matter_are_all_covered(agreement: Any) -> None:
         ((set(COMPLETE) - set(LEDGER_REPLACED)) | {LEDGER_SQUASH}, True),
         ((set(COMPLETE) - set(LEDGER_REPLACED) - {("ledger", "0004_entry")}), False),
         (set(COMPLETE) - {LEDGER_REPLACED[1]}, None),
-        (set(COMPLETE) - {("shelf", "0001_initial")}, True),
+        (set(COMPLETE) - {("shelf", "0001_initial")}, False),
     ]
     for rows, expected in cases:
-        plan, verdict = agreement.answers(rows)
+        plan, consistent, verdict = agreement.answers(rows)
         if expected is None:
             assert verdict.doubt
             assert not verdict.nothing_to_do
         else:
             assert verdict.nothing_to_do is expected, rows
-            assert (plan == [] and not squash_to_record(rows)) is expected, rows
+            assert (plan == [] and consistent and not squash_to_record(rows)) is expected, rows
 
 
 JSON = st.recursive(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import time
 from pathlib import Path
 
@@ -56,6 +57,28 @@ def test_nothing_pending_skips_djangos_migrate(launcher: Launcher, pg_db: PgData
         pg_db.query("SELECT count(*) FROM auth_permission WHERE codename = 'add_product'")[0][0]
         == 0
     )
+
+
+def test_an_inconsistent_history_stops_the_run_even_with_nothing_pending(
+    launcher: Launcher, tmp_path: Path
+) -> None:
+    """A migration recorded without its dependency adds nothing to Django's plan, but Django's
+    migrate refuses such a history: so does the run, with exit 70, instead of reporting ready."""
+    databases = sqlite_databases(tmp_path)
+    env = launcher.env(databases)
+    assert launcher.run(["migrate"], env).popen.returncode == 0
+    with sqlite3.connect(databases["default"]["NAME"]) as conn:
+        conn.execute(
+            "DELETE FROM django_migrations WHERE app = 'inventory' AND name = '0002_seed_products'"
+        )
+    proc = launcher.run(["migrate"], env)
+    assert proc.popen.returncode == 70
+    assert proc.error_lines() == [
+        "django-entrypoint: error: inconsistent migration history on database 'default': "
+        "Migration inventory.0003_slow is applied before its dependency "
+        "inventory.0002_seed_products on database 'default'; repair the django_migrations "
+        "table before migrating"
+    ]
 
 
 @pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
