@@ -1,5 +1,5 @@
 """``python -m entrypoint``: the same as the ``django-entrypoint`` console script."""
 
-from entrypoint.cli import main
+from entrypoint.cli import console
 
-raise SystemExit(main())
+console()

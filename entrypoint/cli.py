@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 from entrypoint import __version__, config, report
 from entrypoint.errors import (
     EX_CHECK_FAILED,
+    EX_SIGNAL_BASE,
     EX_SOFTWARE,
     ConfigError,
     EntrypointError,
@@ -168,6 +169,21 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             "ENTRYPOINT_LOG_LEVEL=debug for the traceback and report it"
         )
         return EX_SOFTWARE
+
+
+def console() -> NoReturn:
+    """The console script and ``python -m entrypoint``: run :func:`main`, exit with its code.
+
+    A run ended by a signal (128+N) leaves at once, without the interpreter's teardown: for a
+    project with a large migration graph, freeing it takes longer than the promptness a SIGTERM
+    is owed (Kubernetes counts its grace period). Everything that matters is done by then: the
+    statement cancelled, the lock released, the run recorded, the line printed.
+    """
+    code = main()
+    if code > EX_SIGNAL_BASE:
+        flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 def _error(message: str) -> None:

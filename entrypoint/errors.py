@@ -13,6 +13,8 @@ EX_SOFTWARE = 70
 EX_TEMPFAIL = 75
 EX_NOEXEC = 126
 EX_NOTFOUND = 127
+#: Ended by signal N: exit code EX_SIGNAL_BASE + N.
+EX_SIGNAL_BASE = 128
 
 
 class EntrypointError(Exception):
@@ -72,7 +74,7 @@ class Interrupted(EntrypointError):
         name = signal.Signals(signum).name
         super().__init__(message or f"stopped by {name} before the app server started")
         self.signum = signum
-        self.exit_code = 128 + signum
+        self.exit_code = EX_SIGNAL_BASE + signum
 
 
 def describe_os_error(exc: OSError) -> str:
