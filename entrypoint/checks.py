@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from django.db.migrations.questioner import NonInteractiveMigrationQuestioner
 
 from entrypoint.errors import ConfigError
+from entrypoint.migrate import phase_overrides
 from entrypoint.phases import (
     MARK_ATTRIBUTE,
     PlanCannotBeSplit,
@@ -94,7 +95,8 @@ def find_problems(alias: str, policy: Policy | None) -> list[Problem]:
         for migration, _ in plan
     ]
     if policy is not None and policy is not Policy.ALL and plan:
-        problems += _policy_problems(alias, policy, classify_plan(plan, loader), loader.graph)
+        planned = classify_plan(plan, loader, overrides=phase_overrides(loader))
+        problems += _policy_problems(alias, policy, planned, loader.graph)
     return problems
 
 

@@ -438,12 +438,20 @@ def _plan(args: argparse.Namespace, settings: config.Settings) -> int:
 
     from entrypoint import runner
     from entrypoint.migrate import split
+    from entrypoint.phases import Phase, PlanCannotBeSplit
 
     targets = _read_only_setup(settings)
     rows: list[dict[str, Any]] = []
+    refused: PlanCannotBeSplit | None = None
     for target in targets:
-        result = split(target.alias, settings.phase, with_locks=True)
-        held = {(m.app, m.name) for m in result.held}
+        try:
+            result = split(target.alias, settings.phase, with_locks=True)
+            held = {(m.app, m.name) for m in result.held}
+        except PlanCannotBeSplit as exc:
+            # Show the plan all the same, with what the phase would hold, then refuse (65).
+            refused = refused or exc
+            result = split(target.alias, "all", with_locks=True)
+            held = {(m.app, m.name) for m in result.planned if m.phase is Phase.POST_DEPLOY}
         # MySQL/MariaDB commit each DDL statement: no migration runs in a transaction there.
         ddl_rolls_back = bool(connections[target.alias].features.can_rollback_ddl)
         for migration in result.planned:
@@ -452,9 +460,16 @@ def _plan(args: argparse.Namespace, settings: config.Settings) -> int:
             row["held"] = (migration.app, migration.name) in held
             rows.append(row)
     runner.close_connections()
+    _print_plan(args, settings, rows)
+    if refused is not None:
+        raise refused
+    return 0
+
+
+def _print_plan(args: argparse.Namespace, settings: config.Settings, rows: list[Any]) -> None:
     if args.format == "json":
-        print(json.dumps(rows, indent=2))
-        return 0
+        print(json.dumps(rows, indent=2), flush=True)
+        return
     if not rows:
         print("nothing to migrate")
     for row in rows:
@@ -472,7 +487,7 @@ def _plan(args: argparse.Namespace, settings: config.Settings) -> int:
             print(f"    - {reason}")
         for lock in row["locks"]:
             print(f"    ! {lock['note']}")
-    return 0
+    sys.stdout.flush()
 
 
 def _check(args: argparse.Namespace, settings: config.Settings) -> int:

@@ -338,6 +338,20 @@ def _interrupted_message(signum: int, alias: str, state: Progress) -> str:
     return f"stopped by {name} while applying {app}.{migration} on {alias!r}; {outcome}"
 
 
+def phase_overrides(loader: Any) -> dict[str, Any]:
+    """The project's marks from ``settings.ENTRYPOINT_MIGRATION_PHASES``, validated against
+    ``loader``'s migrations (ConfigError, exit 64, naming a bad entry)."""
+    from django.conf import settings
+
+    from entrypoint.phases import OVERRIDES_SETTING, parse_overrides
+
+    value = getattr(settings, OVERRIDES_SETTING, None)
+    if value is None:
+        return {}
+    nodes = set(loader.graph.nodes) | set(getattr(loader, "disk_migrations", None) or ())
+    return parse_overrides(value, nodes)
+
+
 @dataclass
 class PlanSplit:
     """The pending plan of one database, classified and split by the deploy-phase policy."""
@@ -369,7 +383,7 @@ def split(alias: str, policy: str, *, with_locks: bool = False) -> PlanSplit:
         (m, False) for m, backwards in executor.migration_plan(graph.leaf_nodes()) if not backwards
     ]
     server = server_of(connection) if with_locks and forwards else None
-    planned = classify_plan(forwards, executor.loader, server)
+    planned = classify_plan(forwards, executor.loader, server, phase_overrides(executor.loader))
     apply_now, held = split_plan(planned, Policy(policy), graph)
     targets = plan_targets(apply_now, graph) if held else None
     return PlanSplit(planned=planned, apply=apply_now, held=held, targets=targets)

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import enum
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -48,10 +48,12 @@ if TYPE_CHECKING:
     from django.db.migrations.state import ModelState, ProjectState
 
 Node = tuple[str, str]
-MarkedBy = Literal["entrypoint", "safemigrate", "syzygy"]
+MarkedBy = Literal["settings", "entrypoint", "safemigrate", "syzygy"]
 
 #: The attribute of a ``Migration`` class that sets its deploy phase explicitly.
 MARK_ATTRIBUTE = "entrypoint_phase"
+#: The Django setting that marks migrations the project cannot edit (those of installed packages).
+OVERRIDES_SETTING = "ENTRYPOINT_MIGRATION_PHASES"
 
 
 class Phase(enum.Enum):
@@ -79,7 +81,8 @@ class PlanCannotBeSplit(PolicyError):
         message = (
             f"cannot split the plan for the pre-deploy phase: {name} is pre-deploy but depends "
             f"on {held_name}, which is post-deploy and held; set {MARK_ATTRIBUTE} = "
-            f'"post-deploy" on {name} or move it into the next release'
+            f'"post-deploy" on {name} (settings.{OVERRIDES_SETTING} for a migration you cannot '
+            "edit) or move it into the next release"
         )
         super().__init__(message)
 
@@ -150,12 +153,54 @@ _SYZYGY_WORDS = {
 }
 
 
-def migration_mark(migration: Migration) -> tuple[Phase, MarkedBy] | None:
+def parse_overrides(value: object, nodes: Iterable[Node]) -> dict[str, Phase]:
+    """Validate the ``ENTRYPOINT_MIGRATION_PHASES`` setting against the project's migrations.
+
+    It maps ``"app.migration_name"`` (or ``"app.*"``, every migration of the app) to
+    ``"pre-deploy"`` or ``"post-deploy"``. Raises ConfigError naming the entry at fault.
+    """
+    where = f"settings.{OVERRIDES_SETTING}"
+    if not isinstance(value, Mapping):
+        message = (
+            f"{where} is a {type(value).__name__}; use a dict such as "
+            '{"wagtailcore.0089_log_entry_data_json_null_to_object": "pre-deploy"}'
+        )
+        raise ConfigError(message)
+    known = {_dotted(node) for node in nodes}
+    apps = {label.split(".", 1)[0] for label in known}
+    parsed: dict[str, Phase] = {}
+    for key, phase in value.items():
+        if phase not in {p.value for p in Phase}:
+            message = (
+                f"{where}[{key!r}] = {phase!r} is not a deploy phase; use 'pre-deploy' or "
+                "'post-deploy'"
+            )
+            raise ConfigError(message)
+        app, _, name = str(key).partition(".")
+        if not (key in known or (name == "*" and app in apps)):
+            message = (
+                f"{where} names {key!r}, which is not a migration of this project; use "
+                "'app.migration_name' or 'app.*' as 'python manage.py showmigrations' lists them"
+            )
+            raise ConfigError(message)
+        parsed[str(key)] = Phase(phase)
+    return parsed
+
+
+def migration_mark(
+    migration: Migration, overrides: Mapping[str, Phase] | None = None
+) -> tuple[Phase, MarkedBy] | None:
     """The phase a migration is explicitly marked with, and by whose convention; None if unmarked.
 
-    Raises ConfigError naming the migration when a mark has a value that is not understood.
+    ``overrides`` (from :func:`parse_overrides`) come first: they are the project's word on
+    migrations it cannot edit. Raises ConfigError naming the migration when a mark has a value
+    that is not understood.
     """
     label = _dotted((migration.app_label, migration.name))
+    if overrides:
+        chosen = overrides.get(label) or overrides.get(f"{migration.app_label}.*")
+        if chosen is not None:
+            return chosen, "settings"
     own = getattr(migration, MARK_ATTRIBUTE, None)
     if own is not None:
         if isinstance(own, Phase):
@@ -262,6 +307,8 @@ class _Plan:
     tables: set[str] = field(default_factory=set)
     #: No migration is applied on the database at all: no old code has run against it.
     fresh: bool = False
+    #: The project's own marks (settings.ENTRYPOINT_MIGRATION_PHASES).
+    overrides: Mapping[str, Phase] = field(default_factory=dict)
     #: The server whose table locks are noted, if any.
     server: Server | None = None
 
@@ -274,15 +321,19 @@ class _Plan:
 
 
 def classify_plan(
-    plan: Sequence[tuple[Migration, bool]], loader: Any, server: Server | None = None
+    plan: Sequence[tuple[Migration, bool]],
+    loader: Any,
+    server: Server | None = None,
+    overrides: Mapping[str, Phase] | None = None,
 ) -> list[PlannedMigration]:
     """Classify a forwards plan from ``MigrationExecutor.migration_plan`` migration by migration.
 
     ``loader`` is the executor's ``MigrationLoader``: its graph gives the state before the plan,
     which is then carried forward operation by operation (never rendered into model classes).
     With a ``server``, each migration also lists the table-size-bound locks its operations take
-    there (see :mod:`entrypoint.impact`). Raises ValueError on a backwards step and ConfigError
-    on a mark it cannot read.
+    there (see :mod:`entrypoint.impact`). ``overrides`` are the project's marks from
+    :func:`parse_overrides`. Raises ValueError on a backwards step and ConfigError on a mark it
+    cannot read.
     """
     for migration, backwards in plan:
         if backwards:
@@ -302,7 +353,7 @@ def classify_plan(
     # A loader built on a connection knows what is applied; one built without knows nothing.
     applied = getattr(loader, "applied_migrations", None)
     fresh = applied is not None and not applied
-    created = _Plan(new_apps=new_apps, server=server, fresh=fresh)
+    created = _Plan(new_apps=new_apps, server=server, fresh=fresh, overrides=overrides or {})
     return [_classify_migration(migration, state, created) for migration, _ in plan]
 
 
@@ -337,7 +388,7 @@ def _classify_migration(
             )
         operation.state_forwards(app, state)
     reversible, _ = migration_reversible(migration)
-    mark = migration_mark(migration)
+    mark = migration_mark(migration, created.overrides)
     post = [v.reason for v in verdicts if v.phase is Phase.POST_DEPLOY]
     reasons: tuple[str, ...]
     marked_by: MarkedBy | None
@@ -372,6 +423,7 @@ def _classify_migration(
 
 
 _MARK_SOURCES: dict[MarkedBy, str] = {
+    "settings": f"settings.{OVERRIDES_SETTING}",
     "entrypoint": MARK_ATTRIBUTE,
     "safemigrate": "django-safemigrate's safe",
     "syzygy": "django-syzygy's stage",

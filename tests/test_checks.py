@@ -222,8 +222,9 @@ def test_plan_that_cannot_be_split_is_reported(project: Project) -> None:
         *unapplied("tangle.0002_remove_item_code", "tangle.0003_item_note"),
         "policy: cannot split the plan for the pre-deploy phase: tangle.0003_item_note is "
         "pre-deploy but depends on tangle.0002_remove_item_code, which is post-deploy and held; "
-        'set entrypoint_phase = "post-deploy" on tangle.0003_item_note or move it into the next '
-        "release",
+        'set entrypoint_phase = "post-deploy" on tangle.0003_item_note '
+        "(settings.ENTRYPOINT_MIGRATION_PHASES for a migration you cannot edit) or move it into "
+        "the next release",
     ]
     assert project.lines("post-deploy") == unapplied(
         "tangle.0002_remove_item_code", "tangle.0003_item_note"

@@ -108,6 +108,71 @@ def test_a_plan_that_cannot_be_split_is_refused(launcher: Launcher, pg_db: PgDat
     assert applied(pg_db, "tangle") == ["0001_initial"]
 
 
+def test_plan_shows_a_plan_that_cannot_be_split_before_refusing_it(
+    launcher: Launcher, pg_db: PgDatabase
+) -> None:
+    """`plan` under pre-deploy prints the whole plan, with what the phase would hold, and then
+    the refusal (65), so the reader sees what to mark."""
+    env = phase_env(launcher, pg_db, "tangle")
+    migrate_to(env, "tangle", "0001_initial")
+    proc = start(launcher, ["plan"], {**env, "ENTRYPOINT_PHASE": "pre-deploy"})
+    assert proc.popen.returncode == 65
+    heads = [line for line in proc.stdout().splitlines() if not line.startswith(" ")]
+    assert heads == [
+        "default  post-deploy  tangle.0002_remove_item_code  (atomic, held by "
+        "ENTRYPOINT_PHASE=pre-deploy)",
+        "default  pre-deploy   tangle.0003_item_note  (atomic)",
+    ]
+    [line] = proc.error_lines()
+    assert line.startswith("django-entrypoint: error: cannot split the plan for the pre-deploy")
+
+
+def test_the_project_marks_migrations_it_cannot_edit_in_its_settings(
+    launcher: Launcher, pg_db: PgDatabase
+) -> None:
+    """settings.ENTRYPOINT_MIGRATION_PHASES marks a migration (of an installed package, say) by
+    name, or every migration of an app with "app.*": it wins over the classification, so the
+    plan that could not be split now applies whole in the pre-deploy phase."""
+    marks = {"tangle.0002_remove_item_code": "pre-deploy"}
+    env = {**phase_env(launcher, pg_db, "tangle"), "PHASEPROJ_PHASES": json.dumps(marks)}
+    migrate_to(env, "tangle", "0001_initial")
+    plan = start(launcher, ["plan", "--format", "json"], {**env, "ENTRYPOINT_PHASE": "pre-deploy"})
+    assert plan.popen.returncode == 0, plan.stderr()
+    [first, _] = json.loads(plan.stdout())
+    assert (first["name"], first["phase"], first["reasons"]) == (
+        "0002_remove_item_code",
+        "pre-deploy",
+        ["marked pre-deploy by settings.ENTRYPOINT_MIGRATION_PHASES"],
+    )
+    proc = start(launcher, ["migrate"], {**env, "ENTRYPOINT_PHASE": "pre-deploy"})
+    assert proc.popen.returncode == 0, proc.stderr()
+    assert applied(pg_db, "tangle") == ["0001_initial", "0002_remove_item_code", "0003_item_note"]
+
+
+def test_a_bad_phase_setting_is_one_line_and_exit_64(launcher: Launcher, pg_db: PgDatabase) -> None:
+    """An entry naming no migration of the project, or a value that is no phase, stops the run
+    before anything is applied, naming the entry."""
+    base = phase_env(launcher, pg_db, "tangle", ENTRYPOINT_PHASE="pre-deploy")
+    cases = [
+        (
+            {"tangle.0002_remove": "pre-deploy"},
+            "settings.ENTRYPOINT_MIGRATION_PHASES names 'tangle.0002_remove', which is not a "
+            "migration of this project; use 'app.migration_name' or 'app.*' as 'python manage.py "
+            "showmigrations' lists them",
+        ),
+        (
+            {"tangle.*": "later"},
+            "settings.ENTRYPOINT_MIGRATION_PHASES['tangle.*'] = 'later' is not a deploy phase; "
+            "use 'pre-deploy' or 'post-deploy'",
+        ),
+    ]
+    for marks, message in cases:
+        proc = start(launcher, ["migrate"], {**base, "PHASEPROJ_PHASES": json.dumps(marks)})
+        assert proc.popen.returncode == 64
+        assert proc.error_lines() == [f"django-entrypoint: error: {message}"]
+    assert pg_db.query("SELECT to_regclass('tangle_item') IS NULL") == [(True,)]
+
+
 def test_plan_json_lists_pending_migrations_with_phase_and_reasons(
     launcher: Launcher, pg_db: PgDatabase
 ) -> None:

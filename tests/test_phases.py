@@ -1136,7 +1136,8 @@ def test_pre_deploy_refuses_a_pre_deploy_migration_that_depends_on_a_held_one() 
     assert str(caught.value) == (
         "cannot split the plan for the pre-deploy phase: blog.0001_add is pre-deploy but "
         "depends on shop.0003_drop_more, which is post-deploy and held; set entrypoint_phase = "
-        '"post-deploy" on blog.0001_add or move it into the next release'
+        '"post-deploy" on blog.0001_add (settings.ENTRYPOINT_MIGRATION_PHASES for a migration '
+        "you cannot edit) or move it into the next release"
     )
     assert caught.value.exit_code == EX_DATAERR
     assert (caught.value.migration, caught.value.held) == (

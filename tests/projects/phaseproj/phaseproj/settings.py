@@ -10,6 +10,8 @@
     which leaves ``drift`` out with ``PHASEPROJ_IGNORE_DRIFT=1``).
 ``PHASEPROJ_LANGUAGE``
     ``LANGUAGE_CODE`` (default ``en-us``).
+``PHASEPROJ_PHASES``
+    A JSON value used verbatim as ``ENTRYPOINT_MIGRATION_PHASES`` (unset by default).
 ``PHASEPROJ_DATABASES``
     A JSON object used verbatim as ``DATABASES``.
 ``PHASEPROJ_DIR``
@@ -39,3 +41,5 @@ USE_TZ = True
 USE_I18N = True
 LANGUAGE_CODE = os.environ.get("PHASEPROJ_LANGUAGE", "en-us")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+if "PHASEPROJ_PHASES" in os.environ:
+    ENTRYPOINT_MIGRATION_PHASES = json.loads(os.environ["PHASEPROJ_PHASES"])
