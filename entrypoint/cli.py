@@ -11,7 +11,8 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, NoReturn
 
 from entrypoint import __version__, config, report
@@ -19,6 +20,7 @@ from entrypoint.errors import (
     EX_CHECK_FAILED,
     EX_SIGNAL_BASE,
     EX_SOFTWARE,
+    EX_USAGE,
     ConfigError,
     EntrypointError,
     Interrupted,
@@ -162,6 +164,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         interrupted = Interrupted(stop.signum)
         _error(str(interrupted))
         return interrupted.exit_code
+    except SyntaxError as exc:  # a project file, most often a migration, that does not compile
+        where = f"{exc.filename}, line {exc.lineno}" if exc.filename else "a project file"
+        _error(f"{where} does not compile: {exc.msg}; fix it (python -m py_compile shows the same)")
+        return EX_USAGE
     except Exception as exc:  # a defect: still one line, the traceback only at debug level
         get_logger().debug("internal_error", exc_info=True)
         _error(
@@ -355,20 +361,13 @@ def _positive(value: str) -> int:
 
 def _history(args: argparse.Namespace, settings: config.Settings) -> int:
     """history: the recorded runs, newest first, on standard output; no lock, nothing written."""
-    from entrypoint import audit, runner, wait
-    from entrypoint.databases import resolve_targets
+    from entrypoint import audit
 
-    _configure_logging(settings, report.new_run_id())
-    with capture_signals():
+    with _read_only_setup(settings) as targets, capture_signals():
         try:
-            runner.setup_django(settings.settings_module)
-            targets = resolve_targets(settings.databases)
-            wait.wait_for(targets, settings.wait_timeout)
             rows = [row for t in targets for row in audit.read_runs(t.alias, args.limit)]
         except SignalStop as stop:
             raise Interrupted(stop.signum, "stopped by signal while reading the history") from None
-        finally:
-            runner.close_connections()
     rows.sort(key=lambda row: (row.started_at is not None, row.started_at, row.seq), reverse=True)
     rows = rows[: args.limit]
     if args.format == "json":
@@ -417,49 +416,68 @@ def _rollback(args: argparse.Namespace, settings: config.Settings) -> int:
     return 0
 
 
-def _read_only_setup(settings: config.Settings) -> list[Any]:
-    """Settings, targets and a wait for the databases, for commands that only read."""
+@contextmanager
+def _read_only_setup(settings: config.Settings) -> Iterator[list[Any]]:
+    """Settings, targets and a wait for the databases, for commands that only read.
+
+    Connecting to a SQLite file that does not exist creates it: one that did not exist before
+    and is still empty when the command ends is removed again, so reading leaves no trace.
+    """
     from entrypoint import runner
 
     logger = _configure_logging(settings, report.new_run_id())
     reporter = report.Reporter(logger=logger)
-    with capture_signals():
-        try:
-            targets = runner.prepare(settings, reporter, check_locks=False)
-            runner.wait_for_databases(settings, targets, reporter)
-        except SignalStop as stop:
-            raise Interrupted(stop.signum) from None
-    return targets
+    created: list[str] = []
+    try:
+        with capture_signals():
+            try:
+                targets = runner.prepare(settings, reporter, check_locks=False)
+                created = [t.name for t in targets if _new_sqlite_file(t)]
+                runner.wait_for_databases(settings, targets, reporter)
+            except SignalStop as stop:
+                raise Interrupted(stop.signum) from None
+        yield targets
+    finally:
+        runner.close_connections()
+        for path in created:
+            if os.path.isfile(path) and os.path.getsize(path) == 0:
+                os.remove(path)
+
+
+def _new_sqlite_file(target: Any) -> bool:
+    """Whether ``target`` is a SQLite database in a file that does not exist yet."""
+    name = str(target.name)
+    if target.vendor != "sqlite" or not name or name == ":memory:" or "mode=memory" in name:
+        return False
+    return not os.path.exists(name)
 
 
 def _plan(args: argparse.Namespace, settings: config.Settings) -> int:
     """plan: the pending migrations with deploy phase, reasons, atomicity and reversibility."""
     from django.db import connections
 
-    from entrypoint import runner
     from entrypoint.migrate import split
     from entrypoint.phases import Phase, PlanCannotBeSplit
 
-    targets = _read_only_setup(settings)
     rows: list[dict[str, Any]] = []
     refused: PlanCannotBeSplit | None = None
-    for target in targets:
-        try:
-            result = split(target.alias, settings.phase, with_locks=True)
-            held = {(m.app, m.name) for m in result.held}
-        except PlanCannotBeSplit as exc:
-            # Show the plan all the same, with what the phase would hold, then refuse (65).
-            refused = refused or exc
-            result = split(target.alias, "all", with_locks=True)
-            held = {(m.app, m.name) for m in result.planned if m.phase is Phase.POST_DEPLOY}
-        # MySQL/MariaDB commit each DDL statement: no migration runs in a transaction there.
-        ddl_rolls_back = bool(connections[target.alias].features.can_rollback_ddl)
-        for migration in result.planned:
-            row = {**migration.to_dict(), "database": target.alias}
-            row["atomic"] = row["atomic"] and ddl_rolls_back
-            row["held"] = (migration.app, migration.name) in held
-            rows.append(row)
-    runner.close_connections()
+    with _read_only_setup(settings) as targets:
+        for target in targets:
+            try:
+                result = split(target.alias, settings.phase, with_locks=True)
+                held = {(m.app, m.name) for m in result.held}
+            except PlanCannotBeSplit as exc:
+                # Show the plan all the same, with what the phase would hold, then refuse (65).
+                refused = refused or exc
+                result = split(target.alias, "all", with_locks=True)
+                held = {(m.app, m.name) for m in result.planned if m.phase is Phase.POST_DEPLOY}
+            # MySQL/MariaDB commit each DDL statement: no migration runs in a transaction there.
+            ddl_rolls_back = bool(connections[target.alias].features.can_rollback_ddl)
+            for migration in result.planned:
+                row = {**migration.to_dict(), "database": target.alias}
+                row["atomic"] = row["atomic"] and ddl_rolls_back
+                row["held"] = (migration.app, migration.name) in held
+                rows.append(row)
     _print_plan(args, settings, rows)
     if refused is not None:
         raise refused
@@ -492,18 +510,16 @@ def _print_plan(args: argparse.Namespace, settings: config.Settings, rows: list[
 
 def _check(args: argparse.Namespace, settings: config.Settings) -> int:
     """check: the read-only CI gate; exit 1 with one line per problem."""
-    from entrypoint import runner
     from entrypoint.checks import find_problems
     from entrypoint.phases import Policy
 
-    targets = _read_only_setup(settings)
     policy = Policy(settings.phase)
     problems = []
-    for target in targets:
-        problems.extend(find_problems(target.alias, policy))
+    with _read_only_setup(settings) as targets:
+        for target in targets:
+            problems.extend(find_problems(target.alias, policy))
     if args.allow_unapplied:
         problems = [problem for problem in problems if problem.kind != "unapplied"]
-    runner.close_connections()
     if args.format == "json":
         print(json.dumps([problem.to_dict() for problem in problems], indent=2))
     else:

@@ -847,7 +847,7 @@ def check_database(
     if found.locked:
         msg = f"another replica holds the migration lock on {alias!r}"
         raise Pending(msg)
-    missing = unapplied(manifest.graph, manifest.replacements, found.nodes)
+    missing = sorted(unapplied(manifest.graph, manifest.replacements, found.nodes))
     if missing:
         shown = ", ".join(f"{app}.{name}" for app, name in missing[:3])
         more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""

@@ -465,7 +465,11 @@ def _classify_operation(
     model, field_name = _target(operation)
     on_new_schema = created.is_new(app, model, field_name)
     verdict = handler(operation, app, state, created)
-    if verdict.phase is Phase.POST_DEPLOY and not verdict.needs_mark and on_new_schema:
+    # On schema this plan creates there are no old rows to violate a constraint, nor old code.
+    cautious = verdict.phase is Phase.PRE_DEPLOY and verdict.caution
+    if on_new_schema and (
+        cautious or (verdict.phase is Phase.POST_DEPLOY and not verdict.needs_mark)
+    ):
         label = _model_label(state, app, model) if model else app
         label += f".{field_name}" if field_name else ""
         reason = f"{name} {label}: touches schema created earlier in this plan"

@@ -59,6 +59,10 @@ class RollbackPlan:
         return lines
 
 
+#: How many blocking migrations a refused rollback names before it says how many more.
+_SHOWN_BLOCKERS = 3
+
+
 def owners(runs: Sequence[RunRow]) -> dict[Node, str]:
     """Which run each migration belongs to now, replaying the recorded runs oldest first.
 
@@ -205,7 +209,10 @@ def plan_rollback(alias: str, runs: Sequence[RunRow], run: RunRow) -> RollbackPl
             fixes.append(f"roll back run {', '.join(later_runs)} first")
         if outside:
             fixes.append("unapply what was applied outside django-entrypoint first")
-        msg = f"{refused}: {'; '.join(blockers)}; {' and '.join(fixes)}"
+        shown = "; ".join(blockers[:_SHOWN_BLOCKERS])
+        if len(blockers) > _SHOWN_BLOCKERS:
+            shown += f"; and {len(blockers) - _SHOWN_BLOCKERS} more"
+        msg = f"{refused}: {shown}; {' and '.join(fixes)}"
         raise PolicyError(msg)
     return RollbackPlan(alias, run, tuple(unapply), gone, taken)
 

@@ -3,6 +3,7 @@ no secret in any output."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,9 @@ from entrypoint.cli import COMMANDS
 from entrypoint.locks import lock_key
 from tests.conftest import (
     ERROR_PREFIX,
+    REPO,
     SECRET,
+    TESTS,
     Launcher,
     PgDatabase,
     run_bad,
@@ -327,3 +330,33 @@ def test_a_switch_before_run_leaves_the_app_command_alone() -> None:
         "app",
         "--rollback-on-failure",
     ]
+
+
+def test_a_migration_file_that_does_not_compile_names_the_file_and_line(
+    launcher: Launcher, tmp_path: Path
+) -> None:
+    """A migration with a syntax error is the project's to fix, not an internal error: one line
+    with the file and line, exit 64."""
+    import shutil
+
+    project = tmp_path / "phaseproj"
+    shutil.copytree(
+        TESTS / "projects" / "phaseproj", project, ignore=shutil.ignore_patterns("__pycache__")
+    )
+    broken = project / "shop" / "migrations" / "0004_broken.py"
+    text = "from django.db import migrations\n\nclass Migration(migrations.Migration:\n"
+    broken.write_text(text)
+    with pytest.raises(SyntaxError) as compiled:  # the wording is this Python's own
+        compile(text, str(broken), "exec")
+    env = launcher.env(
+        PYTHONPATH=os.pathsep.join([str(project), str(REPO)]),
+        DJANGO_SETTINGS_MODULE="phaseproj.settings",
+        PHASEPROJ_DIR=str(tmp_path),
+    )
+    for command in (["migrate"], ["plan"], ["check"]):
+        proc = launcher.start(command, env, cwd=project)
+        assert proc.wait(60) == 64, proc.stderr()
+        assert proc.error_lines() == [
+            f"django-entrypoint: error: {broken}, line {compiled.value.lineno} does not compile: "
+            f"{compiled.value.msg}; fix it (python -m py_compile shows the same)"
+        ]

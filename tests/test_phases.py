@@ -1297,3 +1297,23 @@ def test_on_a_database_with_nothing_applied_everything_is_pre_deploy() -> None:
     # Where the loader knows nothing of the database, the mark still decides.
     [unknown] = classify([INITIAL], [marked])
     assert unknown.phase is POST
+
+
+def test_no_caution_about_existing_rows_on_a_table_the_plan_creates() -> None:
+    """A unique constraint on a table created earlier in the same plan has no existing rows to
+    fail on and no old code to reject: no caution, just the same-plan reason."""
+    create = migration(
+        "shop",
+        "0002_box",
+        migrations.CreateModel("Box", [("id", pk()), ("code", models.CharField(max_length=8))]),
+        deps=[INITIAL_KEY],
+    )
+    unique = migration(
+        "shop",
+        "0003_box_unique",
+        migrations.AlterUniqueTogether("box", {("code",)}),
+        deps=[("shop", "0002_box")],
+    )
+    _, planned = classify([INITIAL], [create, unique])
+    assert planned.phase is PRE
+    assert planned.reasons == ("safe while old code runs: AlterUniqueTogether on new schema",)

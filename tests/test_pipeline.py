@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -201,3 +202,19 @@ def test_wait_command_only_waits(launcher: Launcher, pg_db: PgDatabase) -> None:
     proc = launcher.run(["wait"], launcher.env({"default": pg_db.django()}))
     assert proc.popen.returncode == 0, proc.stderr()
     assert pg_db.query("SELECT to_regclass('django_migrations')") == [(None,)]
+
+
+def test_read_only_commands_leave_no_sqlite_file_behind(launcher: Launcher, tmp_path: Path) -> None:
+    """plan, check and history on a SQLite database that does not exist yet answer (everything
+    pending, no history) without leaving an empty database file behind."""
+    databases = sqlite_databases(tmp_path)
+    env = launcher.env(databases)
+    path = Path(databases["default"]["NAME"])
+    plan = launcher.run(["plan", "--format", "json"], env)
+    assert plan.popen.returncode == 0, plan.stderr()
+    rows = json.loads(plan.stdout())
+    assert {(row["app"], row["name"]) for row in rows} >= migrations_on_disk(*APPS)
+    assert launcher.run(["check"], env).popen.returncode == 1
+    history = launcher.run(["history", "--format", "json"], env)
+    assert (history.popen.returncode, history.stdout().strip()) == (0, "[]")
+    assert not path.exists()
