@@ -5,7 +5,9 @@ The engine never prints: it reports through a callback (``on_event(name, **field
 the CLI turns into log lines, metrics and audit rows. What is applied is applied exactly as
 ``manage.py migrate`` applies it: the engine runs Django's migrate command itself, with its
 progress callback pointed here, so pre/post-migrate signals, content types and permissions come
-out identical. With nothing pending, Django's migrate is not run at all.
+out identical. With nothing pending, Django's migrate is not run at all; what it would still do
+then is done here (:func:`record_squashes`, :func:`check_history`), or by running it anyway when
+the previous run ended before its post-migrate work.
 """
 
 from __future__ import annotations

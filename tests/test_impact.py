@@ -111,6 +111,14 @@ def effects(locks: dict[str, list[dict[str, str]]]) -> dict[str, list[str]]:
     return {name: [note["effect"] for note in notes] for name, notes in locks.items()}
 
 
+def against_the_server(
+    env: dict[str, str], noted: dict[str, list[str]]
+) -> list[tuple[str, list[str], dict[str, Any]]]:
+    """Each migration with its noted effects and what the server says applying it did."""
+    measured = probe(env)
+    return [(name, found, measured[name]) for name, found in noted.items()]
+
+
 def test_plan_notes_match_what_postgresql_does_to_the_table(
     launcher: Launcher, pg_db: PgDatabase
 ) -> None:
@@ -124,9 +132,7 @@ def test_plan_notes_match_what_postgresql_does_to_the_table(
     migrate_initial(env)
     noted = effects(plan_locks(launcher, env))
     assert noted == POSTGRES_EFFECTS
-    measured = probe(env)
-    for name, found in noted.items():
-        seen = measured[name]
+    for name, found, seen in against_the_server(env, noted):
         assert seen["rewritten"] == ("rewrite" in found), (name, found, seen)
         if seen["scanned"] is not None:  # PostgreSQL 15+
             assert seen["scanned"] == bool(found), (name, found, seen)
@@ -144,9 +150,7 @@ def test_plan_notes_match_what_mariadb_does_to_the_table(
     migrate_initial(env)
     noted = effects(plan_locks(launcher, env))
     assert noted == MARIADB_EFFECTS
-    measured = probe(env)
-    for name, found in noted.items():
-        seen = measured[name]
+    for name, found, seen in against_the_server(env, noted):
         assert seen["copied"] == ("rewrite" in found), (name, found, seen)
         assert seen["rebuilt"] == ("rebuild" in found), (name, found, seen)
 
