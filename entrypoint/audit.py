@@ -678,8 +678,10 @@ def last_status(alias: str) -> str | None:
     return None if row is None else str(row[0])
 
 
-#: How a run ends before Django's post-migrate work (content types, permissions) was done.
-UNFINISHED = frozenset({"interrupted", "failed"})
+#: How a run ends before Django's post-migrate work (content types, permissions) was done; a run
+#: still ``running`` under the lock is one whose holder died (or, with the lock off, one that may
+#: still be at it: running Django's migrate once more is harmless then).
+UNFINISHED = frozenset({"interrupted", "failed", "running"})
 
 
 def check_interrupted(

@@ -78,6 +78,7 @@ def find_problems(alias: str, policy: Policy | None) -> list[Problem]:
         raise ConfigError(message) from None
     executor = MigrationExecutor(connection)
     loader = executor.loader
+    overrides = phase_overrides(loader)  # a bad entry is a configuration error, phase or not
     problems = _conflicts(alias, loader, connection)
     if not problems:
         # Like makemigrations, which refuses to run until conflicts are merged.
@@ -95,7 +96,7 @@ def find_problems(alias: str, policy: Policy | None) -> list[Problem]:
         for migration, _ in plan
     ]
     if policy is not None and policy is not Policy.ALL and plan:
-        planned = classify_plan(plan, loader, overrides=phase_overrides(loader))
+        planned = classify_plan(plan, loader, overrides=overrides)
         problems += _policy_problems(alias, policy, planned, loader.graph)
     return problems
 

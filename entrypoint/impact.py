@@ -373,6 +373,10 @@ def _alter_field(ctx: _Context) -> list[LockNote]:
     adds_key = _has_foreign_key(new) and (
         not _has_foreign_key(old) or _relation(old) != _relation(new)
     )
+    # Django drops a foreign key before it alters the column in any way and adds it again after.
+    readds_key = (
+        not adds_key and _has_foreign_key(old) and _has_foreign_key(new) and _altered(old, new)
+    )
     adds_not_null = old.null and not new.null
     null_change = old.null != new.null
     adds_unique = new.unique and not old.unique and not new.primary_key
@@ -401,8 +405,9 @@ def _alter_field(ctx: _Context) -> list[LockNote]:
             notes.append(ctx.note(Effect.INDEX, subject, f"adds a unique constraint; {_PG_UNIQUE}"))
         elif adds_index:
             notes.append(ctx.note(Effect.INDEX, subject, f"adds an index; {_PG_INDEX}"))
-        if adds_key:
-            what = f"adds a foreign key; {_PG_FOREIGN_KEY}"
+        if adds_key or readds_key:
+            verb = "adds" if adds_key else "drops and adds again"
+            what = f"{verb} its foreign key; {_PG_FOREIGN_KEY}"
             notes.append(ctx.note(Effect.SCAN, subject, what))
         return notes
     name = ctx.server.name
@@ -415,8 +420,9 @@ def _alter_field(ctx: _Context) -> list[LockNote]:
         which = "NOT NULL" if adds_not_null else "NULL"
         what = f"makes the column {which}: {name} {_MY_REBUILD}"
         notes.append(ctx.note(Effect.REBUILD, subject, what))
-    if adds_key:
-        what = f"adds a FOREIGN KEY: with foreign_key_checks on, {name} {_MY_COPY}"
+    if adds_key or readds_key:
+        verb = "adds" if adds_key else "drops and adds again"
+        what = f"{verb} its FOREIGN KEY: with foreign_key_checks on, {name} {_MY_COPY}"
         notes.append(ctx.note(Effect.REWRITE, subject, what))
     return notes
 
@@ -433,6 +439,19 @@ def _retyped(old: Any, new: Any) -> bool:
         )
 
     return declared(old) != declared(new)
+
+
+def _altered(old: Any, new: Any) -> bool:
+    """Whether Django's schema editor alters the column at all (its own test, in short): the
+    field's definition differs beyond the attributes that never reach the database."""
+
+    def definition(field: Any) -> tuple[Any, ...]:
+        _, path, args, kwargs = field.deconstruct()
+        ignored = {*field.non_db_attrs, "db_comment", "to"}
+        kept = {key: value for key, value in kwargs.items() if key not in ignored}
+        return path, tuple(args), sorted(kept.items(), key=lambda item: item[0]), field.db_column
+
+    return definition(old) != definition(new) or _relation(old) != _relation(new)
 
 
 def _relation(field: Any) -> tuple[str, str]:

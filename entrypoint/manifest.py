@@ -590,7 +590,7 @@ def unapplied(
 _NO_MIGRATIONS = "there is no django_migrations table yet"
 # How a run ends before Django's post-migrate work was done (as entrypoint.audit.UNFINISHED; the
 # fast path does not import the audit module).
-UNFINISHED = frozenset({"interrupted", "failed"})
+UNFINISHED = frozenset({"interrupted", "failed", "running"})
 
 
 def inconsistency(
@@ -863,7 +863,9 @@ def check_database(
         raise Pending(msg)
     if found.last_status in UNFINISHED:
         # Its post-migrate work (content types, permissions) may be missing: migrate does it.
-        msg = f"the last run on {alias!r} ended {found.last_status}"
+        # A run still "running" while nobody holds the lock is one whose process died.
+        ended = "without finishing" if found.last_status == "running" else found.last_status
+        msg = f"the last run on {alias!r} ended {ended}"
         raise Pending(msg)
     unrecorded = [
         key

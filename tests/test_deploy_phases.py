@@ -151,8 +151,8 @@ def test_the_project_marks_migrations_it_cannot_edit_in_its_settings(
 
 def test_a_bad_phase_setting_is_one_line_and_exit_64(launcher: Launcher, pg_db: PgDatabase) -> None:
     """An entry naming no migration of the project, or a value that is no phase, stops the run
-    before anything is applied, naming the entry."""
-    base = phase_env(launcher, pg_db, "tangle", ENTRYPOINT_PHASE="pre-deploy")
+    before anything is applied, naming the entry: in every phase, and in the CI gate too."""
+    base = phase_env(launcher, pg_db, "tangle")
     cases = [
         (
             {"tangle.0002_remove": "pre-deploy"},
@@ -166,10 +166,13 @@ def test_a_bad_phase_setting_is_one_line_and_exit_64(launcher: Launcher, pg_db: 
             "use 'pre-deploy' or 'post-deploy'",
         ),
     ]
+    runs = [(["migrate"], "pre-deploy"), (["migrate"], "all"), (["check"], "all")]
     for marks, message in cases:
-        proc = start(launcher, ["migrate"], {**base, "PHASEPROJ_PHASES": json.dumps(marks)})
-        assert proc.popen.returncode == 64
-        assert proc.error_lines() == [f"django-entrypoint: error: {message}"]
+        for command, phase in runs:
+            env = {**base, "PHASEPROJ_PHASES": json.dumps(marks), "ENTRYPOINT_PHASE": phase}
+            proc = start(launcher, command, env)
+            assert proc.popen.returncode == 64, (command, phase, proc.stderr())
+            assert proc.error_lines() == [f"django-entrypoint: error: {message}"]
     assert pg_db.query("SELECT to_regclass('tangle_item') IS NULL") == [(True,)]
 
 

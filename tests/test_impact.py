@@ -48,6 +48,7 @@ POSTGRES_EFFECTS = {
     "0013_name_unique": ["index"],
     "0014_name_longest": [],
     "0015_qty_price_uniq": ["index"],
+    "0016_owner_not_indexed": ["scan"],
 }
 # The same on MariaDB 10.4+ (InnoDB, utf8mb4).
 MARIADB_EFFECTS = {
@@ -65,6 +66,7 @@ MARIADB_EFFECTS = {
     "0013_name_unique": [],
     "0014_name_longest": ["rewrite"],
     "0015_qty_price_uniq": [],
+    "0016_owner_not_indexed": ["rewrite"],
 }
 
 

@@ -286,25 +286,36 @@ def test_a_held_lock_sends_the_start_to_the_full_path(
     assert skipped["reason"] == "another replica holds the migration lock on 'default'"
 
 
+@pytest.mark.parametrize(
+    ("status", "ended"),
+    [("interrupted", "interrupted"), ("failed", "failed"), ("running", "without finishing")],
+)
 def test_a_run_that_did_not_finish_sends_the_next_start_to_the_full_path(
-    launcher: Launcher, project: Path, frozen: dict[str, str], pg_db: PgDatabase
+    launcher: Launcher,
+    project: Path,
+    frozen: dict[str, str],
+    pg_db: PgDatabase,
+    status: str,
+    ended: str,
 ) -> None:
-    """All rows are there, but the last run ended interrupted (its post-migrate work may be
-    missing): the start takes the full path, which runs Django's migrate once; the next start
-    is fast again."""
+    """All rows are there, but the last run ended before its post-migrate work (interrupted,
+    failed, or still "running" with nobody holding the lock: a SIGKILLed holder): the start
+    takes the full path, which runs Django's migrate once; the next start is fast again."""
     pg_db.query(
-        "UPDATE entrypoint_migration_run SET status = 'interrupted' "
-        "WHERE seq = (SELECT max(seq) FROM entrypoint_migration_run)"
+        "UPDATE entrypoint_migration_run SET status = %s "
+        "WHERE seq = (SELECT max(seq) FROM entrypoint_migration_run)",
+        (status,),
     )
     proc = run_in(launcher, project, ["migrate"], frozen)
     assert proc.popen.returncode == 0, proc.stderr()
     [skipped] = events_named(proc, "fast_path_skipped")
     assert (skipped["level"], skipped["reason"]) == (
         "info",
-        "the last run on 'default' ended interrupted",
+        f"the last run on 'default' ended {ended}",
     )
+    # A dead holder's "running" row is reaped as interrupted first.
     assert [e["previous_status"] for e in events_named(proc, "finishing_previous_run")] == [
-        "interrupted"
+        "interrupted" if status == "running" else status
     ]
     again = run_in(launcher, project, ["migrate"], frozen)
     assert events_named(again, "ready")[0].get("fast_path") is True

@@ -16,7 +16,7 @@ class Item(models.Model):
     price = models.DecimalField(max_digits=10, decimal_places=2)
     note = models.TextField()
     stock = models.PositiveIntegerField(default=0)
-    owner = models.ForeignKey(Owner, null=True, on_delete=models.SET_NULL)
+    owner = models.ForeignKey(Owner, null=True, on_delete=models.SET_NULL, db_index=False)
 
     class Meta:
         indexes = [models.Index(fields=["qty"], name="heavy_item_qty_idx")]
