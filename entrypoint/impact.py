@@ -21,7 +21,7 @@ The rules follow what each server documents for the SQL that Django's schema edi
   table, and so does a ``CHECK`` constraint; ``NULL``/``NOT NULL`` and primary-key changes
   rebuild the table in place with reads and writes going on; index builds are online; adding and
   dropping a column is instant from MariaDB 10.3.2 / 10.4 and MySQL 8.0.12 / 8.0.29 (before that,
-  a rebuild in place).
+  a rebuild in place); a unique column is added with its index, which rebuilds the table.
 
 Operations on a table created earlier in the same plan are not passed here (the caller knows):
 an empty table is rewritten in no time. ``RunSQL``, ``RunPython`` and third-party operations
@@ -285,6 +285,10 @@ def _add_field(ctx: _Context) -> list[LockNote]:
     if _column_check(field, ctx.server) and not ctx.server.mariadb:
         what = f"a column with a CHECK constraint: MySQL {_MY_COPY}"
         return [ctx.note(Effect.REWRITE, subject, what)]
+    if field.unique and not field.primary_key:
+        # Django adds it with UNIQUE in the same ALTER TABLE, which cannot be instant.
+        what = f"a unique column, added with its index: {ctx.server.name} {_MY_REBUILD}"
+        return [ctx.note(Effect.REBUILD, subject, what)]
     if not ctx.server.at_least(mysql=(8, 0, 12), mariadb=(10, 3, 2)):
         what = (
             f"no instant ADD COLUMN before MySQL 8.0.12 / MariaDB 10.3.2: {ctx.server.name} "

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -101,10 +102,15 @@ def check_history(alias: str, executor: Any = None) -> None:
 
 
 def _inconsistent(alias: str, exc: BaseException) -> str:
+    # Django's text ends with "on database 'ALIAS'.", which the message says first.
+    found = _ON_DATABASE.sub("", first_line(exc))
     return (
-        f"inconsistent migration history on database {alias!r}: {first_line(exc).rstrip('.')}; "
+        f"inconsistent migration history on database {alias!r}: {found}; "
         "repair the django_migrations table before migrating"
     )
+
+
+_ON_DATABASE = re.compile(r"\s+on database '[^']*'\.?$|\.$")
 
 
 def record_squashes(alias: str, executor: Any = None) -> list[Node]:
@@ -331,7 +337,10 @@ def _interrupted_message(signum: int, alias: str, state: Progress) -> str:
 
     name = signal.Signals(signum).name
     if state.current is None:
-        return f"stopped by {name} while migrating database {alias!r}, between migrations"
+        return (
+            f"stopped by {name} while migrating database {alias!r}, between migrations or in "
+            "Django's post-migrate work (the next run finishes that)"
+        )
     app, migration = state.current
     if state.current_atomic:
         outcome = "its transaction was rolled back"

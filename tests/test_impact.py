@@ -49,6 +49,7 @@ POSTGRES_EFFECTS = {
     "0014_name_longest": [],
     "0015_qty_price_uniq": ["index"],
     "0016_owner_not_indexed": ["scan"],
+    "0017_item_ref": ["index"],
 }
 # The same on MariaDB 10.4+ (InnoDB, utf8mb4).
 MARIADB_EFFECTS = {
@@ -67,6 +68,7 @@ MARIADB_EFFECTS = {
     "0014_name_longest": ["rewrite"],
     "0015_qty_price_uniq": [],
     "0016_owner_not_indexed": ["rewrite"],
+    "0017_item_ref": ["rebuild"],
 }
 
 

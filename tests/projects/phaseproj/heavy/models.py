@@ -17,6 +17,7 @@ class Item(models.Model):
     note = models.TextField()
     stock = models.PositiveIntegerField(default=0)
     owner = models.ForeignKey(Owner, null=True, on_delete=models.SET_NULL, db_index=False)
+    ref = models.CharField(max_length=20, null=True, unique=True)
 
     class Meta:
         indexes = [models.Index(fields=["qty"], name="heavy_item_qty_idx")]
