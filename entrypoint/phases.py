@@ -170,7 +170,7 @@ def parse_overrides(value: object, nodes: Iterable[Node]) -> dict[str, Phase]:
     apps = {label.split(".", 1)[0] for label in known}
     parsed: dict[str, Phase] = {}
     for key, phase in value.items():
-        if phase not in {p.value for p in Phase}:
+        if not isinstance(phase, str) or phase not in {p.value for p in Phase}:
             message = (
                 f"{where}[{key!r}] = {phase!r} is not a deploy phase; use 'pre-deploy' or "
                 "'post-deploy'"

@@ -31,6 +31,7 @@ from entrypoint.phases import (
     classify_plan,
     migration_mark,
     migration_reversible,
+    parse_overrides,
     plan_targets,
     split_plan,
 )
@@ -1317,3 +1318,44 @@ def test_no_caution_about_existing_rows_on_a_table_the_plan_creates() -> None:
     _, planned = classify([INITIAL], [create, unique])
     assert planned.phase is PRE
     assert planned.reasons == ("safe while old code runs: AlterUniqueTogether on new schema",)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (
+            ["shop.0001_initial"],
+            "settings.ENTRYPOINT_MIGRATION_PHASES is a list; use a dict such as "
+            '{"wagtailcore.0089_log_entry_data_json_null_to_object": "pre-deploy"}',
+        ),
+        (
+            {"shop.0001_initial": ["pre-deploy"]},
+            "settings.ENTRYPOINT_MIGRATION_PHASES['shop.0001_initial'] = ['pre-deploy'] is not a "
+            "deploy phase; use 'pre-deploy' or 'post-deploy'",
+        ),
+        (
+            {"blog.*": "pre-deploy"},
+            "settings.ENTRYPOINT_MIGRATION_PHASES names 'blog.*', which is not a migration of this "
+            "project; use 'app.migration_name' or 'app.*' as 'python manage.py showmigrations' "
+            "lists them",
+        ),
+    ],
+)
+def test_a_bad_phase_setting_names_the_entry(value: object, message: str) -> None:
+    """The setting must be a dict of known migrations (or apps) to a phase; anything else is a
+    configuration error naming the culprit."""
+    with pytest.raises(ConfigError) as caught:
+        parse_overrides(value, [INITIAL_KEY])
+    assert str(caught.value) == message
+    assert caught.value.exit_code == EX_USAGE
+
+
+def test_the_phase_setting_wins_over_the_migrations_own_mark() -> None:
+    """An entry for the migration, or for its app, decides its phase whatever it is marked."""
+    marked = migration("shop", "0002_change", deps=[INITIAL_KEY], entrypoint_phase="post-deploy")
+    nodes = [INITIAL_KEY, ("shop", "0002_change")]
+    by_name = parse_overrides({"shop.0002_change": "pre-deploy"}, nodes)
+    by_app = parse_overrides({"shop.*": "pre-deploy"}, nodes)
+    assert migration_mark(marked, by_name) == (PRE, "settings")
+    assert migration_mark(marked, by_app) == (PRE, "settings")
+    assert migration_mark(marked) == (POST, "entrypoint")
