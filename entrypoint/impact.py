@@ -40,6 +40,15 @@ from typing import TYPE_CHECKING, Any
 
 from django.db.models import NOT_PROVIDED
 
+from entrypoint.schema import (
+    TEXT_FIELD,
+    VARCHAR_FIELDS,
+    model_label,
+    model_state,
+    short,
+    state_field,
+)
+
 if TYPE_CHECKING:
     from django.db.migrations.state import ProjectState
 
@@ -140,18 +149,11 @@ class _Context:
         return self.server.vendor == "postgresql"
 
     def label(self, model: str, field: str | None = None) -> str:
-        model_state = self.state.models.get((self.app, model.lower()))
-        text = f"{self.app}.{model_state.name if model_state is not None else model}"
+        text = model_label(self.state, self.app, model)
         return f"{text}.{field}" if field else text
 
     def old_field(self, model: str, name: str) -> Any:
-        model_state = self.state.models.get((self.app, model.lower()))
-        if model_state is None:
-            return None
-        fields = model_state.fields
-        return fields.get(name) or next(
-            (f for key, f in fields.items() if key.lower() == name.lower()), None
-        )
+        return state_field(self.state, self.app, model, name)
 
     def checked(self, model: str, name: str, field: Any) -> bool:
         """Whether a CHECK constraint covers the column: its own, or one of the model's."""
@@ -159,8 +161,8 @@ class _Context:
             return True
         from django.db.models import CheckConstraint
 
-        model_state = self.state.models.get((self.app, model.lower()))
-        constraints = model_state.options.get("constraints", []) if model_state else []
+        found = model_state(self.state, self.app, model)
+        constraints = found.options.get("constraints", []) if found else []
         for constraint in constraints:
             if isinstance(constraint, CheckConstraint):
                 condition = getattr(constraint, "condition", None) or getattr(
@@ -197,20 +199,6 @@ _PG_FOREIGN_KEY = (
 _MY_COPY = "copies the table (ALGORITHM=COPY); writes wait until it is done"
 _MY_REBUILD = "rebuilds the table in place; reads and writes go on, but it takes as long as a copy"
 
-# Stored as varchar on every server; a change between them keeps the column type.
-_VARCHAR = frozenset(
-    f"django.db.models.{name}"
-    for name in (
-        "CharField",
-        "SlugField",
-        "EmailField",
-        "URLField",
-        "FileField",
-        "ImageField",
-        "FilePathField",
-    )
-)
-_TEXT = "django.db.models.TextField"
 _DECIMAL = "django.db.models.DecimalField"
 _POSITIVE = frozenset(
     f"django.db.models.{name}"
@@ -319,7 +307,7 @@ def _type_change(old: Any, new: Any, server: Server) -> str | None:
     """Why the column's stored type changes in a way the server cannot do in place, or None."""
     old_path, new_path = _path(old), _path(new)
     before, after = getattr(old, "max_length", None), getattr(new, "max_length", None)
-    both_varchar = old_path in _VARCHAR and new_path in _VARCHAR
+    both_varchar = old_path in VARCHAR_FIELDS and new_path in VARCHAR_FIELDS
     if both_varchar:
         if before == after:
             return None
@@ -329,8 +317,10 @@ def _type_change(old: Any, new: Any, server: Server) -> str | None:
             return None
         # MySQL and MariaDB extend a varchar in place only while its length prefix stays the
         # same size: one byte up to 255 bytes, two above.
-        short = [n is not None and n * _UTF8MB4 <= _SHORT_PREFIX_BYTES for n in (before, after)]
-        if short[0] == short[1]:
+        one_byte_prefix = [
+            n is not None and n * _UTF8MB4 <= _SHORT_PREFIX_BYTES for n in (before, after)
+        ]
+        if one_byte_prefix[0] == one_byte_prefix[1]:
             return None
         return (
             f"lengthens varchar({before}) to varchar({after}), past 255 bytes in utf8mb4 "
@@ -340,9 +330,9 @@ def _type_change(old: Any, new: Any, server: Server) -> str | None:
         if old_path == _DECIMAL:
             return _decimal_change(old, new, server)
         return None
-    if old_path in _VARCHAR and new_path == _TEXT and server.vendor == "postgresql":
+    if old_path in VARCHAR_FIELDS and new_path == TEXT_FIELD and server.vendor == "postgresql":
         return None  # text and varchar share one representation
-    return f"changes the column type from {_short(old_path)} to {_short(new_path)}"
+    return f"changes the column type from {short(old_path)} to {short(new_path)}"
 
 
 def _decimal_change(old: Any, new: Any, server: Server) -> str | None:
@@ -358,10 +348,6 @@ def _decimal_change(old: Any, new: Any, server: Server) -> str | None:
     ):
         return None  # more digits at the same scale: binary compatible
     return f"changes numeric({before[0]},{before[1]}) to numeric({after[0]},{after[1]})"
-
-
-def _short(path: str) -> str:
-    return path.rsplit(".", 1)[-1]
 
 
 def _alter_field(ctx: _Context) -> list[LockNote]:
@@ -510,9 +496,9 @@ def _alter_together(ctx: _Context) -> list[LockNote]:
     from django.db.models.options import normalize_together
 
     op = ctx.op
-    model_state = ctx.state.models.get((ctx.app, op.name_lower))
+    found = model_state(ctx.state, ctx.app, op.name)
     key = "unique_together" if op.option_name == "unique_together" else "index_together"
-    old = set(normalize_together(model_state.options.get(key, ()) if model_state else ()))
+    old = set(normalize_together(found.options.get(key, ()) if found else ()))
     added = [group for group in normalize_together(op.option_value) if tuple(group) not in old]
     if not added:
         return []

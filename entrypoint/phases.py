@@ -42,10 +42,18 @@ from django.db.models.options import normalize_together
 
 from entrypoint.errors import ConfigError, PolicyError
 from entrypoint.impact import LockNote, Server, table_locks
+from entrypoint.schema import (
+    TEXT_FIELD,
+    VARCHAR_FIELDS,
+    model_label,
+    model_state,
+    short,
+    state_field,
+)
 
 if TYPE_CHECKING:
     from django.db.migrations.migration import Migration
-    from django.db.migrations.state import ModelState, ProjectState
+    from django.db.migrations.state import ProjectState
 
 Node = tuple[str, str]
 MarkedBy = Literal["settings", "entrypoint", "safemigrate", "syzygy"]
@@ -470,7 +478,7 @@ def _classify_operation(
     if on_new_schema and (
         cautious or (verdict.phase is Phase.POST_DEPLOY and not verdict.needs_mark)
     ):
-        label = _model_label(state, app, model) if model else app
+        label = model_label(state, app, model) if model else app
         label += f".{field_name}" if field_name else ""
         reason = f"{name} {label}: touches schema created earlier in this plan"
         return OperationPhase(Phase.PRE_DEPLOY, reason, f"{name} on new schema")
@@ -520,30 +528,11 @@ def _post(reason: str, kind: str) -> OperationPhase:
     return OperationPhase(Phase.POST_DEPLOY, reason, kind)
 
 
-def _model_state(state: ProjectState, app: str, model: str) -> ModelState | None:
-    return state.models.get((app, model.lower()))
-
-
-def _model_label(state: ProjectState, app: str, model: str) -> str:
-    model_state = _model_state(state, app, model)
-    return f"{app}.{model_state.name if model_state is not None else model}"
-
-
-def _state_field(state: ProjectState, app: str, model: str, name: str) -> Any:
-    model_state = _model_state(state, app, model)
-    if model_state is None:
-        return None
-    fields = model_state.fields
-    if name in fields:
-        return fields[name]
-    return next((f for key, f in fields.items() if key.lower() == name.lower()), None)
-
-
 def _without_table(state: ProjectState, app: str, model: str) -> bool:
-    model_state = _model_state(state, app, model)
-    if model_state is None:
+    found = model_state(state, app, model)
+    if found is None:
         return False
-    options = model_state.options
+    options = found.options
     return bool(options.get("proxy")) or options.get("managed", True) is False
 
 
@@ -565,7 +554,7 @@ def _create_model(op: Any, app: str, state: ProjectState, created: _Plan) -> Ope
 
 
 def _delete_model(op: Any, app: str, state: ProjectState, created: _Plan) -> OperationPhase:
-    label = _model_label(state, app, op.name)
+    label = model_label(state, app, op.name)
     if _without_table(state, app, op.name):
         return _no_table_verdict("DeleteModel", label)
     return _post(f"DeleteModel {label}: drops a table old code still queries", "DeleteModel")
@@ -578,7 +567,7 @@ def _rename_model(op: Any, app: str, state: ProjectState, created: _Plan) -> Ope
     for field_app, model, field_name in list(created.fields):
         if (field_app, model) == (app, old):
             created.fields.add((app, new, field_name))
-    label = _model_label(state, app, op.old_name)
+    label = model_label(state, app, op.old_name)
     if _without_table(state, app, op.old_name):
         return _no_table_verdict("RenameModel", label)
     reason = (
@@ -591,9 +580,9 @@ def _rename_model(op: Any, app: str, state: ProjectState, created: _Plan) -> Ope
 def _alter_model_table(op: Any, app: str, state: ProjectState, created: _Plan) -> OperationPhase:
     if (app, op.name_lower) in created.models:
         created.tables.add(_table_name(app, op.name_lower, {"db_table": op.table}))
-    label = _model_label(state, app, op.name)
-    model_state = _model_state(state, app, op.name)
-    old_table = model_state.options.get("db_table") if model_state is not None else None
+    label = model_label(state, app, op.name)
+    found = model_state(state, app, op.name)
+    old_table = found.options.get("db_table") if found is not None else None
     if old_table == op.table or _without_table(state, app, op.name):
         return _pre(f"AlterModelTable {label}: the table name does not change", "AlterModelTable")
     reason = f"AlterModelTable {label}: renames the table old code queries by its old name"
@@ -601,18 +590,16 @@ def _alter_model_table(op: Any, app: str, state: ProjectState, created: _Plan) -
 
 
 def _alter_table_comment(op: Any, app: str, state: ProjectState, created: _Plan) -> OperationPhase:
-    label = _model_label(state, app, op.name)
+    label = model_label(state, app, op.name)
     return _pre(f"AlterModelTableComment {label}: a comment only", "AlterModelTableComment")
 
 
 def _alter_unique_together(
     op: Any, app: str, state: ProjectState, created: _Plan
 ) -> OperationPhase:
-    label = _model_label(state, app, op.name)
-    model_state = _model_state(state, app, op.name)
-    old = set(
-        normalize_together(model_state.options.get("unique_together", ()) if model_state else ())
-    )
+    label = model_label(state, app, op.name)
+    found = model_state(state, app, op.name)
+    old = set(normalize_together(found.options.get("unique_together", ()) if found else ()))
     added = [group for group in normalize_together(op.option_value) if tuple(group) not in old]
     if added:
         columns = "; ".join(", ".join(group) for group in added)
@@ -626,16 +613,16 @@ def _alter_unique_together(
 
 
 def _alter_index_together(op: Any, app: str, state: ProjectState, created: _Plan) -> OperationPhase:
-    label = _model_label(state, app, op.name)
+    label = model_label(state, app, op.name)
     return _pre(f"AlterIndexTogether {label}: indexes only", "AlterIndexTogether")
 
 
 def _alter_order_with_respect_to(
     op: Any, app: str, state: ProjectState, created: _Plan
 ) -> OperationPhase:
-    label = _model_label(state, app, op.name)
-    model_state = _model_state(state, app, op.name)
-    old = model_state.options.get("order_with_respect_to") if model_state is not None else None
+    label = model_label(state, app, op.name)
+    found = model_state(state, app, op.name)
+    old = found.options.get("order_with_respect_to") if found is not None else None
     new = op.order_with_respect_to
     kind = "AlterOrderWithRespectTo"
     if bool(old) == bool(new) or _without_table(state, app, op.name):
@@ -651,25 +638,25 @@ def _alter_order_with_respect_to(
 
 def _python_options(op: Any, app: str, state: ProjectState, created: _Plan) -> OperationPhase:
     kind = type(op).__name__
-    label = _model_label(state, app, op.name)
+    label = model_label(state, app, op.name)
     return _pre(f"{kind} {label}: Python-side options only, no database change", kind)
 
 
 def _add_index(op: Any, app: str, state: ProjectState, created: _Plan) -> OperationPhase:
     kind = type(op).__name__
-    label = _model_label(state, app, op.model_name)
+    label = model_label(state, app, op.model_name)
     return _pre(f"{kind} {label} {op.index.name}: a new index; old code is unaffected", kind)
 
 
 def _remove_index(op: Any, app: str, state: ProjectState, created: _Plan) -> OperationPhase:
     kind = type(op).__name__
-    label = _model_label(state, app, op.model_name)
+    label = model_label(state, app, op.model_name)
     reason = f"{kind} {label} {op.name}: old code works without it (queries may get slower)"
     return _pre(reason, kind)
 
 
 def _rename_index(op: Any, app: str, state: ProjectState, created: _Plan) -> OperationPhase:
-    label = _model_label(state, app, op.model_name)
+    label = model_label(state, app, op.model_name)
     return _pre(
         f"RenameIndex {label} to {op.new_name}: old code does not name indexes", "RenameIndex"
     )
@@ -677,7 +664,7 @@ def _rename_index(op: Any, app: str, state: ProjectState, created: _Plan) -> Ope
 
 def _add_constraint(op: Any, app: str, state: ProjectState, created: _Plan) -> OperationPhase:
     kind = type(op).__name__
-    label = _model_label(state, app, op.model_name)
+    label = model_label(state, app, op.model_name)
     checked = "new rows" if kind == "AddConstraintNotValid" else "existing rows"
     reason = (
         f"{kind} {label} {op.constraint.name}: fails if {checked} violate it, and rejects "
@@ -687,19 +674,19 @@ def _add_constraint(op: Any, app: str, state: ProjectState, created: _Plan) -> O
 
 
 def _remove_constraint(op: Any, app: str, state: ProjectState, created: _Plan) -> OperationPhase:
-    label = _model_label(state, app, op.model_name)
+    label = model_label(state, app, op.model_name)
     reason = f"RemoveConstraint {label} {op.name}: old code does not need it to write"
     return _pre(reason, "RemoveConstraint")
 
 
 def _alter_constraint(op: Any, app: str, state: ProjectState, created: _Plan) -> OperationPhase:
-    label = _model_label(state, app, op.model_name)
+    label = model_label(state, app, op.model_name)
     reason = f"AlterConstraint {label} {op.name}: attributes Django checks in Python only"
     return _pre(reason, "AlterConstraint")
 
 
 def _validate_constraint(op: Any, app: str, state: ProjectState, created: _Plan) -> OperationPhase:
-    label = _model_label(state, app, op.model_name)
+    label = model_label(state, app, op.model_name)
     reason = f"ValidateConstraint {label} {op.name}: fails if existing rows violate it"
     return _pre(reason, "ValidateConstraint", caution=True)
 
@@ -723,7 +710,7 @@ def _remove_collation(op: Any, app: str, state: ProjectState, created: _Plan) ->
 def _add_field(op: Any, app: str, state: ProjectState, created: _Plan) -> OperationPhase:
     created.fields.add((app, op.model_name_lower, op.name_lower))
     new = op.field
-    label = f"{_model_label(state, app, op.model_name)}.{op.name}"
+    label = f"{model_label(state, app, op.model_name)}.{op.name}"
     if _without_table(state, app, op.model_name):
         return _no_table_verdict("AddField", label)
     if new.many_to_many:
@@ -744,8 +731,8 @@ def _add_field(op: Any, app: str, state: ProjectState, created: _Plan) -> Operat
 
 
 def _remove_field(op: Any, app: str, state: ProjectState, created: _Plan) -> OperationPhase:
-    label = f"{_model_label(state, app, op.model_name)}.{op.name}"
-    old = _state_field(state, app, op.model_name, op.name)
+    label = f"{model_label(state, app, op.model_name)}.{op.name}"
+    old = state_field(state, app, op.model_name, op.name)
     if _without_table(state, app, op.model_name):
         return _no_table_verdict("RemoveField", label)
     if old is not None and old.many_to_many:
@@ -762,8 +749,8 @@ def _rename_field(op: Any, app: str, state: ProjectState, created: _Plan) -> Ope
     model = op.model_name_lower
     if created.is_new(app, model, op.old_name):
         created.fields.add((app, model, op.new_name_lower))
-    label = f"{_model_label(state, app, op.model_name)}.{op.old_name}"
-    old = _state_field(state, app, op.model_name, op.old_name)
+    label = f"{model_label(state, app, op.model_name)}.{op.old_name}"
+    old = state_field(state, app, op.model_name, op.old_name)
     if _without_table(state, app, op.model_name):
         return _no_table_verdict("RenameField", label)
     if old is not None and old.db_column and not old.many_to_many:
@@ -774,10 +761,10 @@ def _rename_field(op: Any, app: str, state: ProjectState, created: _Plan) -> Ope
 
 
 def _alter_field(op: Any, app: str, state: ProjectState, created: _Plan) -> OperationPhase:
-    label = f"{_model_label(state, app, op.model_name)}.{op.name}"
+    label = f"{model_label(state, app, op.model_name)}.{op.name}"
     if _without_table(state, app, op.model_name):
         return _no_table_verdict("AlterField", label)
-    old = _state_field(state, app, op.model_name, op.name)
+    old = state_field(state, app, op.model_name, op.name)
     if old is None:
         return _post(f"AlterField {label}: the field is not in the state before it", "AlterField")
     changes = field_changes(op.name, old, op.field)
@@ -889,17 +876,6 @@ _INTEGER_RANKS = {
     "django.db.models.AutoField": (12, False),
     "django.db.models.BigAutoField": (13, False),
 }
-# Stored as varchar everywhere; they differ only in Python-side validation and form widgets.
-_VARCHAR = {
-    "django.db.models.CharField",
-    "django.db.models.SlugField",
-    "django.db.models.EmailField",
-    "django.db.models.URLField",
-    "django.db.models.FileField",
-    "django.db.models.ImageField",
-    "django.db.models.FilePathField",
-}
-_TEXT = "django.db.models.TextField"
 # Keyword arguments that never reach the column definition.
 _PYTHON_ONLY = {
     "default",
@@ -992,10 +968,10 @@ class _FieldDiff:
     def same_column_type(self) -> bool:
         """Record a change of field class; True when both classes share a column type."""
         old_path, new_path = self.old_path, self.new_path
-        if old_path == new_path or {old_path, new_path} <= _VARCHAR:
+        if old_path == new_path or {old_path, new_path} <= VARCHAR_FIELDS:
             return True
-        arrow = f"{_short(old_path)} to {_short(new_path)}"
-        if old_path in _VARCHAR and new_path == _TEXT:
+        arrow = f"{short(old_path)} to {short(new_path)}"
+        if old_path in VARCHAR_FIELDS and new_path == TEXT_FIELD:
             self.pre(f"widens {arrow}")
             return False
         if _widens_integer(old_path, new_path):
@@ -1005,7 +981,7 @@ class _FieldDiff:
         return False
 
     def length(self) -> None:
-        if self.new_path == _TEXT:  # max_length of a TextField is a form hint only
+        if self.new_path == TEXT_FIELD:  # max_length of a TextField is a form hint only
             return
         before = getattr(self.old, "max_length", None)
         after = getattr(self.new, "max_length", None)
@@ -1121,10 +1097,6 @@ def _widens_integer(old_path: str, new_path: str) -> bool:
     if old is None or new is None or old[0] // 10 != new[0] // 10:
         return False
     return new[0] >= old[0] and (old[1] or not new[1])
-
-
-def _short(path: str) -> str:
-    return path.rsplit(".", 1)[-1]
 
 
 def _digits(field: Any) -> tuple[int | None, int | None]:
