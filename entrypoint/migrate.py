@@ -81,20 +81,19 @@ def executor_for(alias: str) -> Any:
     return MigrationExecutor(connections[alias])
 
 
-def pending(alias: str, executor: Any = None) -> list[Any]:
-    """The migrations Django would apply on ``alias`` now, in order (Migration objects)."""
-    executor = executor if executor is not None else executor_for(alias)
+def pending(executor: Any) -> list[Any]:
+    """The migrations Django would apply now, in order (Migration objects), as ``executor``
+    (from :func:`executor_for`) plans them."""
     targets = executor.loader.graph.leaf_nodes()
     return [migration for migration, backwards in executor.migration_plan(targets) if not backwards]
 
 
-def check_history(alias: str, executor: Any = None) -> None:
+def check_history(alias: str, executor: Any) -> None:
     """Refuse a history with a migration applied before its dependency, as Django's migrate does
     before it plans: MigrationFailed (exit 70) naming both."""
     from django.db import connections
     from django.db.migrations.exceptions import InconsistentMigrationHistory
 
-    executor = executor if executor is not None else executor_for(alias)
     try:
         executor.loader.check_consistent_history(connections[alias])
     except InconsistentMigrationHistory as exc:
@@ -113,14 +112,13 @@ def _inconsistent(alias: str, exc: BaseException) -> str:
 _ON_DATABASE = re.compile(r"\s+on database '[^']*'\.?$|\.$")
 
 
-def record_squashes(alias: str, executor: Any = None) -> list[Node]:
+def record_squashes(executor: Any) -> list[Node]:
     """Record each squashed migration whose replaced migrations are all applied; return them.
 
     Django's migrate does this on every run, even with nothing to apply, so that a squash
     deployed onto a database that already ran the migrations it replaces is recorded before the
     replaced files are deleted; skipped, the next release would run the squash again.
     """
-    executor = executor if executor is not None else executor_for(alias)
     if not executor.loader.replacements:
         return []
     before = set(executor.recorder.applied_migrations())
@@ -128,9 +126,8 @@ def record_squashes(alias: str, executor: Any = None) -> list[Node]:
     return sorted(set(executor.recorder.applied_migrations()) - before)
 
 
-def applied_leaf(alias: str) -> Node | None:
+def applied_leaf(executor: Any) -> Node | None:
     """An applied migration with no applied child in its app: migrating to it changes nothing."""
-    executor = executor_for(alias)
     applied = executor.loader.applied_migrations
     graph = executor.loader.graph
     for node in sorted(applied):
@@ -371,6 +368,8 @@ class PlanSplit:
     apply: list[Any]
     held: list[Any]
     targets: list[Node] | None
+    #: The MigrationExecutor the plan was made with (its graph and history, for reuse).
+    executor: Any = None
 
 
 def split(alias: str, policy: str, *, with_locks: bool = False) -> PlanSplit:
@@ -382,13 +381,12 @@ def split(alias: str, policy: str, *, with_locks: bool = False) -> PlanSplit:
     Raises PlanCannotBeSplit (exit 65) when a held migration is needed by one to apply.
     """
     from django.db import connections
-    from django.db.migrations.executor import MigrationExecutor
 
     from entrypoint.impact import server_of
     from entrypoint.phases import Policy, classify_plan, plan_targets, split_plan
 
     connection = connections[alias]
-    executor = MigrationExecutor(connection)
+    executor = executor_for(alias)
     graph = executor.loader.graph
     forwards = [
         (m, False) for m, backwards in executor.migration_plan(graph.leaf_nodes()) if not backwards
@@ -397,4 +395,6 @@ def split(alias: str, policy: str, *, with_locks: bool = False) -> PlanSplit:
     planned = classify_plan(forwards, executor.loader, server, phase_overrides(executor.loader))
     apply_now, held = split_plan(planned, Policy(policy), graph)
     targets = plan_targets(apply_now, graph) if held else None
-    return PlanSplit(planned=planned, apply=apply_now, held=held, targets=targets)
+    return PlanSplit(
+        planned=planned, apply=apply_now, held=held, targets=targets, executor=executor
+    )

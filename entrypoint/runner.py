@@ -143,9 +143,9 @@ def _migrate_one(
             engine.check_history(alias, executor)
             if not plan:
                 if record.previous_status in audit.UNFINISHED:
-                    _finish_previous(alias, record, reporter, held=targets is not None)
+                    _finish_previous(alias, record, reporter, executor, held=targets is not None)
                 else:
-                    squashes = engine.record_squashes(alias, executor)
+                    squashes = engine.record_squashes(executor)
                     if squashes:
                         reporter.event("squashes_recorded", database=alias,
                                        migrations=[f"{a}.{n}" for a, n in squashes])  # fmt: skip
@@ -174,7 +174,7 @@ def _migrate_one(
 
 
 def _finish_previous(
-    alias: str, record: audit.Recording, reporter: Reporter, *, held: bool
+    alias: str, record: audit.Recording, reporter: Reporter, executor: Any, *, held: bool
 ) -> None:
     """Run Django's migrate with nothing to apply, for the post-migrate work (content types,
     permissions, squash records) that the previous run ended before doing."""
@@ -185,7 +185,7 @@ def _finish_previous(
         engine.apply(alias, record.on_event)
         return
     # Held migrations are pending: migrate to an applied node, which applies nothing.
-    leaf = engine.applied_leaf(alias)
+    leaf = engine.applied_leaf(executor)
     if leaf is not None:
         engine.apply(alias, record.on_event, targets=[leaf])
 
@@ -194,7 +194,7 @@ def _plan(
     alias: str, phase: str, reporter: Reporter
 ) -> tuple[list[tuple[str, str]], list[tuple[str, str]] | None, Any]:
     """What to apply now, the targets for it (None: everything pending), and the migration
-    executor it was planned with when there is one to reuse.
+    executor it was planned with (its graph and history, for what follows under the lock).
 
     With ENTRYPOINT_PHASE=pre-deploy the post-deploy part of the plan is held: each held
     migration is logged with its reasons and counted.
@@ -202,7 +202,7 @@ def _plan(
     if phase == "all":
         executor = engine.executor_for(alias)
         engine.phase_overrides(executor.loader)  # unused here, but a bad entry stops every run
-        return [(m.app_label, m.name) for m in engine.pending(alias, executor)], None, executor
+        return [(m.app_label, m.name) for m in engine.pending(executor)], None, executor
     result = engine.split(alias, phase)
     for held in result.held:
         reporter.event("migration_held", level="warning", database=alias, app=held.app,
@@ -210,7 +210,7 @@ def _plan(
                        reasons=list(held.reasons), policy=phase)  # fmt: skip
     if result.held:
         reporter.notify("held", database=alias, count=len(result.held))
-    return [(m.app, m.name) for m in result.apply], result.targets, None
+    return [(m.app, m.name) for m in result.apply], result.targets, result.executor
 
 
 def close_connections() -> None:
