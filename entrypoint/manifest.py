@@ -558,18 +558,14 @@ def leaf_nodes(graph: Mapping[Node, Sequence[Node]]) -> list[Node]:
     return sorted(node for node in graph if node not in inner)
 
 
-def unapplied(
-    graph: Mapping[Node, Sequence[Node]],
-    replacements: Sequence[tuple[Node, Sequence[Node]]],
-    recorded: Iterable[Node],
-) -> list[Node]:
-    """What Django's ``migration_plan`` on the leaf nodes would apply, in no particular order.
+def unapplied(graph: Mapping[Node, Sequence[Node]], applied: set[Node]) -> list[Node]:
+    """What Django's ``migration_plan`` on the leaf nodes would apply, in no particular order,
+    given the nodes :func:`applied_nodes` counts as applied.
 
     Like Django, a leaf that is applied adds nothing, even when one of its ancestors is not (a
     history ``migrate`` itself calls inconsistent); an unapplied leaf adds itself and every
     unapplied ancestor, however deep.
     """
-    applied = applied_nodes(replacements, recorded)
     planned: list[Node] = []
     seen: set[Node] = set()
     for leaf in leaf_nodes(graph):
@@ -594,17 +590,13 @@ UNFINISHED = frozenset({"interrupted", "failed", "running"})
 
 
 def inconsistency(
-    graph: Mapping[Node, Sequence[Node]],
-    replacements: Sequence[tuple[Node, Sequence[Node]]],
-    recorded: Iterable[Node],
+    graph: Mapping[Node, Sequence[Node]], rows: set[Node], applied: set[Node]
 ) -> tuple[Node, Node] | None:
-    """A recorded migration and a dependency of it that is not applied, as Django's
-    ``check_consistent_history`` finds them (which makes its migrate refuse), or None.
-
-    A squashed dependency counts as applied when all the migrations it replaces are recorded.
-    """
-    rows = set(recorded)
-    applied = rows | applied_nodes(replacements, rows)
+    """A recorded migration and a dependency of it that is neither recorded nor counted as
+    applied (``applied``, from :func:`applied_nodes`: a squash whose replaced migrations are all
+    recorded), as Django's ``check_consistent_history`` finds them, which makes its migrate
+    refuse; or None."""
+    applied = rows | applied
     for node in sorted(rows):
         for parent in graph.get(node, ()):
             if parent not in applied:
@@ -847,13 +839,14 @@ def check_database(
     if found.locked:
         msg = f"another replica holds the migration lock on {alias!r}"
         raise Pending(msg)
-    missing = sorted(unapplied(manifest.graph, manifest.replacements, found.nodes))
+    applied = applied_nodes(manifest.replacements, found.nodes)
+    missing = sorted(unapplied(manifest.graph, applied))
     if missing:
         shown = ", ".join(f"{app}.{name}" for app, name in missing[:3])
         more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
         msg = f"{len(missing)} migration(s) pending on {alias!r}: {shown}{more}"
         raise Pending(msg)
-    broken = inconsistency(manifest.graph, manifest.replacements, found.nodes)
+    broken = inconsistency(manifest.graph, found.nodes, applied)
     if broken is not None:
         (app, name), (parent_app, parent_name) = broken
         msg = (
@@ -867,11 +860,9 @@ def check_database(
         ended = "without finishing" if found.last_status == "running" else found.last_status
         msg = f"the last run on {alias!r} ended {ended}"
         raise Pending(msg)
-    unrecorded = [
-        key
-        for key, replaced in manifest.replacements
-        if key not in found.nodes and all(node in found.nodes for node in replaced)
-    ]
+    # Counted as applied (all it replaces is recorded), but without its own row yet.
+    without_row = applied - found.nodes
+    unrecorded = [key for key, _ in manifest.replacements if key in without_row]
     if unrecorded:
         app, name = unrecorded[0]
         msg = f"the squashed migration {app}.{name} is not recorded on {alias!r} yet"
