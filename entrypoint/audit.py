@@ -673,7 +673,9 @@ def last_status(alias: str) -> str | None:
     from django.db import connections
 
     with connections[alias].cursor() as cursor:
-        cursor.execute(f"SELECT status FROM {TABLE} WHERE db_alias = %s ORDER BY seq DESC", [alias])
+        cursor.execute(
+            f"SELECT status FROM {TABLE} WHERE db_alias = %s ORDER BY seq DESC LIMIT 1", [alias]
+        )
         row = cursor.fetchone()
     return None if row is None else str(row[0])
 
