@@ -25,11 +25,53 @@ import pytest
 
 from tests.mysql_fixtures import mysql_db, mysql_factory, mysql_server  # noqa: F401 - fixtures
 from tests.pgcluster import Cluster, find_bindir, free_port, port_answers
+from tests.support import optional
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
 TESTPROJ = TESTS / "projects" / "testproj"
 EXAMPLE = REPO / "docker" / "example"
+
+
+# Fixtures that mean a test needs an optional part, so that ``-m PART`` selects it too.
+_PART_FIXTURES = {
+    "mysql_server": "mysql",
+    "mysql_factory": "mysql",
+    "mysql_db": "mysql",
+    "pushgateway": "pushgateway",
+    "docker": "docker",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with the optional parts its fixtures need."""
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        for fixture, marker in _PART_FIXTURES.items():
+            if fixture in names and item.get_closest_marker(marker) is None:
+                item.add_marker(marker)
+
+
+@pytest.fixture(autouse=True)
+def _optional_parts(request: pytest.FixtureRequest) -> None:
+    """Skip (or, with TEST_<PART>_REQUIRED=1, fail) a test whose optional part is missing."""
+    for marker in optional.PARTS:
+        if request.node.get_closest_marker(marker) is not None:
+            optional.check(marker)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """With TEST_NO_SKIPS=1 (the extras run of .ci/run) a skipped test counts as failed."""
+    outcome = yield
+    report = outcome.get_result()
+    if (
+        report.skipped
+        and not hasattr(report, "wasxfail")
+        and os.environ.get("TEST_NO_SKIPS") == "1"
+    ):
+        report.outcome = "failed"
+        report.longrepr = f"skipped, and TEST_NO_SKIPS=1 allows no skip: {report.longrepr}"
 
 
 def _server_url() -> Iterator[str]:

@@ -23,10 +23,11 @@ from urllib.parse import unquote, urlsplit
 import pytest
 
 from tests.pgcluster import port_answers
+from tests.support import optional
 
 HOW_TO_RUN = (
-    "no MySQL/MariaDB for these tests: set TEST_MYSQL_URL=mysql://USER:PASSWORD@HOST:3306/ or run "
-    "a server on 127.0.0.1:3306 (root, empty password), and pip install -e '.[test,mysql]'"
+    "no MySQL/MariaDB server: set TEST_MYSQL_URL=mysql://USER:PASSWORD@HOST:3306/ or run "
+    "a server on 127.0.0.1:3306 (root, empty password)"
 )
 
 
@@ -67,9 +68,7 @@ class MySQLServer:
 
 
 def _unavailable(reason: str) -> NoReturn:
-    if os.environ.get("TEST_MYSQL_REQUIRED") == "1":
-        pytest.fail(f"{reason} (TEST_MYSQL_REQUIRED=1)", pytrace=False)
-    pytest.skip(reason)
+    optional.unavailable(optional.PARTS["mysql"], reason)
 
 
 def _find_server() -> MySQLServer | None:
@@ -93,7 +92,7 @@ def mysql_server() -> MySQLServer:
     try:
         import MySQLdb
     except ImportError:
-        _unavailable(HOW_TO_RUN)
+        _unavailable("the MySQL driver mysqlclient is not installed")
     server = _find_server()
     if server is None:
         _unavailable(HOW_TO_RUN)

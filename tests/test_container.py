@@ -34,6 +34,7 @@ import yaml
 
 from tests.conftest import REPO, PgDatabase, parse_events
 from tests.pgcluster import free_port
+from tests.support.optional import PARTS, unavailable
 
 IMAGE = "django-entrypoint-example:test"
 LABEL = "org.django-entrypoint.test=container"
@@ -41,9 +42,8 @@ LOCAL_BASE = "django-entrypoint-base:bookworm"
 WHEELHOUSE = REPO / "docker" / "wheelhouse"
 K8S = REPO / "docker" / "k8s"
 EXAMPLE_MIGRATIONS = {"0001_initial", "0002_note_pinned", "0003_welcome_note"}
-START_HINT = "as root, .ci/docker-engine installs and starts one"
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.slow, pytest.mark.docker, pytest.mark.timeout(900)]
 
 
 @dataclass
@@ -114,7 +114,7 @@ def _builds_with_buildkit(client: str) -> dict[str, str] | None:
 def _find_docker() -> Docker:
     clients = _clients()
     if not clients:
-        pytest.skip(f"no docker client on PATH; {START_HINT}")
+        unavailable(PARTS["docker"], "no docker client on PATH")
     try:
         info = subprocess.run(
             [clients[0], "info", "--format", "{{.ServerVersion}}"],
@@ -124,11 +124,11 @@ def _find_docker() -> Docker:
             check=False,
         )
     except subprocess.TimeoutExpired:
-        pytest.skip(f"the Docker engine did not answer docker info within 20 s; {START_HINT}")
+        unavailable(PARTS["docker"], "the engine did not answer docker info within 20 s")
     if info.returncode != 0:
         lines = [line for line in info.stderr.strip().splitlines() if line.strip()]
         reason = lines[-1] if lines else f"exit {info.returncode}"
-        pytest.skip(f"no Docker engine answers ({reason}); {START_HINT}")
+        unavailable(PARTS["docker"], f"no engine answers: {reason}")
     for client in clients:
         env = _builds_with_buildkit(client)
         if env is not None:
@@ -170,7 +170,10 @@ def _fill_wheelhouse(docker: Docker, base: str) -> None:
         check=False,
     )  # fmt: skip
     if done.returncode != 0:
-        pytest.skip(f"could not fetch the wheels for an offline build: {done.stderr[-500:]}")
+        unavailable(
+            PARTS["docker"],
+            f"could not fetch the wheels for an offline build: {done.stderr[-500:]}",
+        )
 
 
 @pytest.fixture(scope="module")
@@ -198,8 +201,9 @@ def image(docker: Docker) -> str:
                 check=False,
             )
             if made.returncode != 0:
-                pytest.skip(
-                    f"no base image: docker/build-base-image.sh failed: {made.stderr[-500:]}"
+                unavailable(
+                    PARTS["docker"],
+                    f"no base image: docker/build-base-image.sh failed: {made.stderr[-500:]}",
                 )
         _fill_wheelhouse(docker, base)
         args += ["--build-arg", "PIP_NO_INDEX=1"]

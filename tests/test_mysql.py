@@ -254,6 +254,7 @@ def test_sigterm_during_a_statement_cancels_it_within_a_second(
     assert ("inventory", "0003_slow") not in own_rows(mysql_db)
 
 
+@pytest.mark.mysql
 def test_sigterm_while_connecting_to_a_silent_host_exits_at_once(launcher: Launcher) -> None:
     """SIGTERM while the C client waits on a host that drops packets (up to its connect
     timeout): the run still ends within a second with 143."""
@@ -271,6 +272,7 @@ def test_sigterm_while_connecting_to_a_silent_host_exits_at_once(launcher: Launc
     assert proc.error_lines() == [ERROR_PREFIX + "stopped by SIGTERM before the app server started"]
 
 
+@pytest.mark.mysql
 @pytest.mark.skipif(find_mariadbd() is None, reason="needs mariadbd and mariadb-install-db")
 def test_a_database_started_late_is_seen_within_a_second(launcher: Launcher) -> None:
     """The entrypoint starts before the server: refused connections are retried, and it
@@ -321,6 +323,7 @@ def test_unknown_database_fails_at_once(launcher: Launcher, mysql_db: MySQLDatab
     )
 
 
+@pytest.mark.mysql
 def test_unknown_host_fails_at_once(launcher: Launcher) -> None:
     """An unknown host name is permanent: 69 at once with the fix."""
     entry = {"ENGINE": "django.db.backends.mysql", "NAME": "app", "USER": "app",
@@ -334,6 +337,7 @@ def test_unknown_host_fails_at_once(launcher: Launcher) -> None:
     )
 
 
+@pytest.mark.mysql
 def test_refused_connection_is_retried_until_the_deadline(launcher: Launcher) -> None:
     """Nothing listens: connection refused is transient, retried, and ends at the deadline
     with 69."""
@@ -358,6 +362,7 @@ def test_refused_connection_is_retried_until_the_deadline(launcher: Launcher) ->
     assert retries
 
 
+@pytest.mark.mysql
 def test_a_server_that_drops_connections_is_waited_for(launcher: Launcher) -> None:
     """A server that accepts and at once drops connections (as one shutting down or starting
     does) is transient: retried until the deadline, then 69 naming the lost connection."""
