@@ -5,6 +5,8 @@ Nothing here prints or logs a password: :attr:`Target.display` is ``vendor://use
 
 from __future__ import annotations
 
+import os
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,6 +73,66 @@ def resolve_targets(requested: tuple[str, ...]) -> list[Target]:
             )
         )
     return targets
+
+
+def application_name(run_id: str, role: str | None = None) -> str:
+    """The ``application_name`` of a run's connection: run, role, pid and host, at most 63
+    bytes. The lock connection has no role word; Django's migration connection says
+    ``migrate``. Every one starts ``django-entrypoint run=<id> `` (fencing looks for that)."""
+    words = ["django-entrypoint", f"run={run_id}", *([role] if role else [])]
+    words += [f"pid={os.getpid()}", f"host={socket.gethostname()}"]
+    return " ".join(words).encode()[:63].decode("utf-8", "ignore")
+
+
+# libpq's client-side keepalives for Django's migration connection, unless the project set its
+# own: a migration waiting on a server that vanished fails within about 40 s.
+_CLIENT_KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 6,
+}
+
+
+def tag_connections(targets: list[Target], run_id: str) -> None:
+    """Make every Django connection this run opens to ``targets`` name the run on the server.
+
+    PostgreSQL: ``application_name`` (and client keepalives) in the alias's ``OPTIONS``, before
+    the connection opens; only this process's settings change, the app server after the exec
+    reads the project's own. MySQL/MariaDB: each new connection of the alias takes the run's
+    ``django`` marker lock. A later holder finds them by the run id (fencing).
+    """
+    from django.db import connections
+
+    for target in targets:
+        wrapper = connections[target.alias]
+        if target.vendor == "postgresql":
+            options = wrapper.settings_dict.setdefault("OPTIONS", {})
+            options["application_name"] = application_name(run_id, "migrate")
+            for key, value in _CLIENT_KEEPALIVES.items():
+                options.setdefault(key, value)
+        elif target.vendor == "mysql":
+            _mark_mysql_connections(target.alias, run_id)
+
+
+def _mark_mysql_connections(alias: str, run_id: str) -> None:
+    from django.db import connections
+    from django.db.backends.signals import connection_created
+
+    from entrypoint.locks.mysql import run_marker, take_marker
+
+    marker = run_marker(run_id, alias, "django")
+
+    def on_connect(sender: Any, connection: Any, **_kwargs: Any) -> None:
+        if connection.alias == alias:
+            with connection.connection.cursor() as cursor:
+                take_marker(cursor, marker)
+
+    connection_created.connect(on_connect, weak=False, dispatch_uid=f"entrypoint-mark-{alias}")
+    wrapper = connections[alias]
+    if wrapper.connection is not None:
+        with wrapper.connection.cursor() as cursor:
+            take_marker(cursor, marker)
 
 
 def missing_driver(exc: BaseException) -> str | None:

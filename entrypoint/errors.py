@@ -57,6 +57,25 @@ class LockTimeout(EntrypointError):
     exit_code = EX_TEMPFAIL
 
 
+class LockLost(EntrypointError):
+    """The migration lock was lost while this run held it (fencing): the run stopped.
+
+    ``detail`` says where the run was (``while applying app.0002_x; its transaction was rolled
+    back``); the message always ends saying that nothing more was started.
+    """
+
+    exit_code = EX_TEMPFAIL
+
+    def __init__(self, database: str, reason: str, detail: str | None = None) -> None:
+        where = f" {detail}" if detail else ""
+        super().__init__(
+            f"the migration lock on database {database!r} was lost ({reason}){where}; no "
+            "further migration was started, and the next run goes on from there"
+        )
+        self.database = database
+        self.reason = reason
+
+
 class ExecFailed(EntrypointError):
     """The command to exec could not be started."""
 

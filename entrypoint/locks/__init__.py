@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import os
-import socket
 from typing import Any
 
-from entrypoint.databases import Target, postgres_params
+from entrypoint.databases import Target, application_name, postgres_params
 from entrypoint.errors import ConfigError
-from entrypoint.locks.base import Backend, Waiting, acquire
-from entrypoint.locks.mysql import MySQLLock, lock_name, mysql_params
+from entrypoint.locks.base import Backend, Lost, Session, Waiting, acquire
+from entrypoint.locks.mysql import MySQLLock, lock_name, mysql_params, run_marker
 from entrypoint.locks.sqlite import FileLock
 
 __all__ = [
     "Backend",
+    "Lost",
     "NoLock",
+    "Session",
     "Waiting",
     "acquire",
     "application_name",
@@ -37,6 +37,8 @@ def lock_key(name: str) -> int:
 
 class NoLock:
     """No lock: ``ENTRYPOINT_LOCK=off``, or a database only this process can see."""
+
+    losable = False
 
     def __init__(self, description: str) -> None:
         self.description = description
@@ -61,10 +63,16 @@ class NoLock:
     def close(self) -> None:
         """Nothing to close."""
 
+    def verify(self) -> None:
+        """Nothing to lose."""
 
-def application_name(run_id: str) -> str:
-    """The lock connection's ``application_name``: run, pid and host, at most 63 bytes."""
-    return f"django-entrypoint run={run_id} pid={os.getpid()} host={socket.gethostname()}"[:63]
+    def run_sessions(self, run_id: str, alias: str) -> list[Session]:
+        """Without a lock, no session is looked for."""
+        return []
+
+    def end_session(self, session: Session) -> str | None:
+        """Nothing to end."""
+        return None
 
 
 def check_supported(target: Target, mode: str) -> None:
@@ -96,6 +104,7 @@ def make_lock(
             mysql_params(target.alias),
             lock_name(target.name, key_name),
             description=f"database {target.alias!r} ({target.display})",
+            marker=run_marker(run_id, target.alias, "lock"),
         )
     from entrypoint.locks.postgres import PostgresLock
 

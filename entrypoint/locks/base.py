@@ -5,6 +5,10 @@ never blocking in the database), who holds it (:meth:`Backend.holder`), and how 
 its release (:meth:`Backend.wait_for_release`, which returns early when the holder signals the
 release, or after the given time as the fallback for a holder that died). The loop in
 :func:`acquire` adds the deadline, the jittered back-off and the periodic "still waiting" report.
+
+For fencing (:mod:`entrypoint.fence`) a backend also answers whether this process still holds
+the lock (:meth:`Backend.verify`), which sessions an earlier run still has on the server
+(:meth:`Backend.run_sessions`), and ends one of them (:meth:`Backend.end_session`).
 """
 
 from __future__ import annotations
@@ -22,10 +26,27 @@ MAX_RETRY = 1.0
 REPORT_EVERY = 5.0
 
 
+class Lost(Exception):
+    """The lock this process took is no longer held; the text says why, when known."""
+
+
+@dataclass(frozen=True)
+class Session:
+    """A server session of an earlier run: its server-side id, how to name it to people, and
+    how a person ends it when this process may not."""
+
+    ident: int
+    description: str
+    fix: str = ""
+
+
 class Backend(Protocol):
     """A migration lock on one database."""
 
     description: str
+    #: Whether the lock can be lost while this process lives (a session lock can; a file lock
+    #: held open cannot): only then does a holder watch it.
+    losable: bool
 
     def connect(self) -> None:
         """Open whatever the lock needs (a dedicated connection, a lock file)."""
@@ -44,6 +65,15 @@ class Backend(Protocol):
 
     def close(self) -> None:
         """Close what :meth:`connect` opened; never raises."""
+
+    def verify(self) -> None:
+        """Raise :class:`Lost` unless this process still holds the lock (a cheap query)."""
+
+    def run_sessions(self, run_id: str, alias: str) -> list[Session]:
+        """The sessions that run ``run_id`` still has on the server of ``alias``."""
+
+    def end_session(self, session: Session) -> str | None:
+        """End ``session``; None when it was ended, else why it could not be (privilege)."""
 
 
 @dataclass(frozen=True)

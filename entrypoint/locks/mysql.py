@@ -19,6 +19,14 @@ the server never ends an idle holder during a long migration, and TCP keepalives
 connection's socket so that either side notices a vanished peer. The server notices a holder
 whose host vanished through its own keepalive (MariaDB ``tcp_keepalive_time``, else the kernel's
 default of two hours); the lock is freed then.
+
+Fencing: MySQL has no per-connection name that another session can read everywhere
+(``performance_schema`` is off by default on MariaDB), so each connection of a run takes a
+second named lock, its marker, ``django-entrypoint:run:<id>:<alias>:<role>`` (the alias hashed
+to eight hexadecimal digits, the role ``lock`` or ``django``). ``IS_USED_LOCK`` on the markers of
+a run found ``running`` gives the ids of its live sessions, which a later holder ends with
+``KILL CONNECTION`` (allowed on the same account's sessions, otherwise with the CONNECTION_ADMIN
+or SUPER privilege).
 """
 
 from __future__ import annotations
@@ -31,9 +39,12 @@ from collections.abc import Callable
 from typing import Any
 
 from entrypoint.errors import ConfigError, DatabaseUnavailable
+from entrypoint.locks.base import Lost, Session
 
 MAX_NAME = 64
 PREFIX = "django-entrypoint:"
+# ER_NO_SUCH_THREAD: KILL of a connection that is already gone.
+_UNKNOWN_THREAD = 1094
 # The longest a waiter stays inside one GET_LOCK call, so a SIGTERM is handled within it.
 SLICE = 0.2
 # Client keepalives on the lock connection: a silent server is noticed within about
@@ -46,6 +57,25 @@ _SESSION_SETTINGS = (
     "SET SESSION max_statement_time = 0",
     "SET SESSION max_execution_time = 0",
 )
+
+
+#: The roles of a run's connections that take a marker (see the module docstring).
+MARKER_ROLES = ("lock", "django")
+# Seconds a read or write on the lock connection may take: a partitioned holder's checks fail
+# within this, long before the server's keepalive ends its session.
+IO_TIMEOUT = 10
+
+
+def run_marker(run_id: str, alias: str, role: str) -> str:
+    """The marker lock name of one connection of run ``run_id`` on ``alias``."""
+    digest = hashlib.sha256(alias.encode()).hexdigest()[:8]
+    return f"{PREFIX}run:{run_id}:{digest}:{role}"
+
+
+def take_marker(cursor: Any, name: str) -> None:
+    """Take a marker lock on the cursor's connection (never waits; a failure is harmless)."""
+    cursor.execute("SELECT GET_LOCK(%s, 0)", (name,))
+    cursor.fetchall()
 
 
 def lock_name(database: str, key: str | None = None) -> str:
@@ -100,17 +130,22 @@ def set_keepalive(fd: int) -> None:
 class MySQLLock:
     """``GET_LOCK`` on a dedicated autocommit connection."""
 
+    #: Whether the lock can be lost while this process lives (see :mod:`entrypoint.fence`).
+    losable = True
+
     def __init__(
         self,
         params: dict[str, Any],
         name: str,
         description: str,
         *,
+        marker: str | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.params = params
         self.name = name
         self.description = description
+        self.marker = marker
         self.clock = clock
         self.conn: Any = None
         self.held = False
@@ -127,6 +162,8 @@ class MySQLLock:
             raise ConfigError(msg) from exc
         params = dict(self.params)
         params.setdefault("connect_timeout", 10)
+        params.setdefault("read_timeout", IO_TIMEOUT)
+        params.setdefault("write_timeout", IO_TIMEOUT)
         params.pop("autocommit", None)
         try:
             self.conn = connect(params)
@@ -140,6 +177,8 @@ class MySQLLock:
                 self._query(statement)
             except MySQLdb.Error:
                 pass  # a server without the variable; autocommit keeps the session usable
+        if self.marker is not None:
+            self._query("SELECT GET_LOCK(%s, 0)", (self.marker,))
 
     def _query(self, statement: str, args: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
         if self.conn is None:
@@ -247,6 +286,72 @@ class MySQLLock:
         except MySQLdb.Error:
             pass  # closing the session below releases the lock all the same
         self.held = False
+
+    def verify(self) -> None:
+        """Raise Lost unless this session still holds the lock (``IS_USED_LOCK``)."""
+        import MySQLdb
+
+        if self.conn is None:
+            msg = "the lock connection is closed"
+            raise Lost(msg)
+        try:
+            row = self._query("SELECT IS_USED_LOCK(%s) = CONNECTION_ID()", (self.name,))
+        except MySQLdb.Error as exc:
+            msg = f"the lock connection failed: {error_reason(exc)}"
+            raise Lost(msg) from exc
+        if not row or row[0] != 1:
+            msg = "the lock session no longer holds the named lock"
+            raise Lost(msg)
+
+    def run_sessions(self, run_id: str, alias: str) -> list[Session]:
+        """The live sessions of run ``run_id`` on this server, found by their markers."""
+        names = [run_marker(run_id, alias, role) for role in MARKER_ROLES]
+        marks = ", ".join("IS_USED_LOCK(%s)" for _ in names)
+        row = self._query(f"SELECT {marks}", tuple(names))
+        sessions = []
+        for role, ident in zip(MARKER_ROLES, row or (), strict=False):
+            if ident is None:
+                continue
+            described = self._describe(int(ident))
+            sessions.append(
+                Session(
+                    int(ident),
+                    f"{described} (the run's {role} connection)",
+                    fix=(
+                        f"end it with KILL CONNECTION {int(ident)} as its account or one with "
+                        "the CONNECTION_ADMIN (MySQL) or CONNECTION ADMIN (MariaDB) privilege"
+                    ),
+                )
+            )
+        return sessions
+
+    def _describe(self, ident: int) -> str:
+        import MySQLdb
+
+        try:
+            row = self._query(
+                "SELECT USER, HOST, COMMAND, TIME FROM information_schema.PROCESSLIST "
+                "WHERE ID = %s",
+                (ident,),
+            )
+        except MySQLdb.Error:
+            row = None
+        if row is None:
+            return f"connection {ident}"
+        user, host, command, seconds = row
+        return f"connection {ident} {user}@{host}, {command} for {seconds}s"
+
+    def end_session(self, session: Session) -> str | None:
+        """``KILL CONNECTION``; the reason when the account may not (another account's)."""
+        import MySQLdb
+
+        try:
+            self._query(f"KILL CONNECTION {int(session.ident)}")
+        except MySQLdb.Error as exc:
+            if exc.args and exc.args[0] == _UNKNOWN_THREAD:
+                return None  # it ended meanwhile
+            return error_reason(exc)
+        return None
 
     def close(self) -> None:
         """Close the dedicated connection (the lock dies with the session)."""

@@ -10,6 +10,13 @@ and try again on that notice or after a jittered back-off (the fallback for a ho
 The 64-bit key is the first eight bytes of SHA-256 over ``"django-entrypoint:" + NAME``, read
 as a signed big-endian integer, where NAME is ``ENTRYPOINT_LOCK_KEY`` or the database name.
 Advisory locks are per database, so aliases on different databases never block each other.
+
+Fencing: every connection a run opens carries ``django-entrypoint run=<id> ...`` as its
+``application_name``, so a later holder finds the sessions of a run it found ``running`` in
+``pg_stat_activity`` and ends them with ``pg_terminate_backend`` (allowed on sessions of the same
+role, or with ``pg_signal_backend``). The lock connection has a ``tcp_user_timeout``: when the
+server stops acknowledging (a partition), the holder's checks fail within that time, well before
+the server's keepalives end the session and free the lock.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import psycopg
 from psycopg import sql
 
 from entrypoint.errors import DatabaseUnavailable
+from entrypoint.locks.base import Lost, Session
 
 # Client and server keepalives: a holder whose host vanished loses its session (and so its
 # lock) within about 10 + 5 * 6 = 40 seconds instead of the kernel default of two hours.
@@ -29,11 +37,27 @@ KEEPALIVE_PARAMS = {
     "keepalives_idle": 10,
     "keepalives_interval": 5,
     "keepalives_count": 6,
+    # Milliseconds a sent packet may stay unacknowledged before the connection is dropped:
+    # the holder's lock checks fail this long after a partition, a quarter of the time the
+    # server's keepalives take to end the session and free the lock.
+    "tcp_user_timeout": 10000,
 }
+# The condition on pg_locks ``l`` for one advisory key granted in this database; its two
+# parameters are the key's high and low 32 bits (:func:`key_halves`).
+ADVISORY_LOCK_GRANTED = """
+    l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+    AND l.classid::bigint = %s AND l.objid::bigint = %s
+    AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+"""
 _SESSION_SETTINGS = (
     ("tcp_keepalives_idle", "10"),
     ("tcp_keepalives_interval", "5"),
     ("tcp_keepalives_count", "6"),
+    # The server's side of tcp_user_timeout: a holder that stops acknowledging (its host cut
+    # off while the server was sending) loses its session after this many milliseconds, which
+    # keepalives alone would leave to the kernel's retransmissions (many minutes). Twice the
+    # client's, so a live holder's own checks fail first.
+    ("tcp_user_timeout", "20000"),
     # A server-wide idle timeout would end the holder's idle session and free the lock
     # while a long migration still runs.
     ("idle_session_timeout", "0"),
@@ -48,6 +72,17 @@ def lock_key(name: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
+def key_halves(key: int) -> tuple[int, int]:
+    """The high and low 32 bits of an advisory key, as pg_locks shows them."""
+    unsigned = key & 0xFFFFFFFFFFFFFFFF
+    return unsigned >> 32, unsigned & 0xFFFFFFFF
+
+
+def run_pattern(run_id: str) -> str:
+    """The LIKE pattern of the ``application_name`` of every connection of run ``run_id``."""
+    return f"django-entrypoint run={run_id} %"
+
+
 def channel_name(key: int) -> str:
     """The LISTEN/NOTIFY channel announcing releases of the lock ``key``."""
     return f"django_entrypoint_{key & 0xFFFFFFFFFFFFFFFF:016x}"
@@ -55,6 +90,9 @@ def channel_name(key: int) -> str:
 
 class PostgresLock:
     """Session advisory lock on a dedicated autocommit connection."""
+
+    #: Whether the lock can be lost while this process lives (see :mod:`entrypoint.fence`).
+    losable = True
 
     def __init__(
         self, params: dict[str, Any], key_name: str, application_name: str, description: str
@@ -95,27 +133,36 @@ class PostgresLock:
 
     def try_acquire(self) -> bool:
         """One ``pg_try_advisory_lock``; never waits in the database."""
-        row = self._connection().execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()
-        self.held = bool(row and row[0])
-        return self.held
-
-    def holder(self) -> str | None:
-        """Who holds the lock, from pg_locks and pg_stat_activity."""
-        query = """
-            SELECT a.pid, a.application_name, host(a.client_addr),
-                   round(extract(epoch FROM now() - a.backend_start))::bigint
-            FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-            WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
-              AND l.classid::bigint = %s AND l.objid::bigint = %s
-              AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-        """
-        unsigned = self.key & 0xFFFFFFFFFFFFFFFF
         try:
             row = (
                 self._connection()
-                .execute(query, (unsigned >> 32, unsigned & 0xFFFFFFFF))
+                .execute("SELECT pg_try_advisory_lock(%s)", (self.key,))
                 .fetchone()
             )
+        except psycopg.OperationalError as exc:
+            raise self._lost_while_waiting(exc) from exc
+        self.held = bool(row and row[0])
+        return self.held
+
+    def _lost_while_waiting(self, exc: BaseException) -> DatabaseUnavailable:
+        from entrypoint.wait import connect_error_reason
+
+        msg = (
+            f"lost the lock connection to {self.description} while waiting for the migration "
+            f"lock: {connect_error_reason(exc)}; check that the server runs, then start again"
+        )
+        return DatabaseUnavailable(msg)
+
+    def holder(self) -> str | None:
+        """Who holds the lock, from pg_locks and pg_stat_activity."""
+        query = f"""
+            SELECT a.pid, a.application_name, host(a.client_addr),
+                   round(extract(epoch FROM now() - a.backend_start))::bigint
+            FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+            WHERE {ADVISORY_LOCK_GRANTED}
+        """
+        try:
+            row = self._connection().execute(query, key_halves(self.key)).fetchone()
         except psycopg.Error:
             return None
         if row is None:
@@ -129,8 +176,11 @@ class PostgresLock:
         """Wait for the holder's NOTIFY, at most ``seconds``."""
         if seconds <= 0:
             return
-        for _notice in self._connection().notifies(timeout=seconds, stop_after=1):
-            return
+        try:
+            for _notice in self._connection().notifies(timeout=seconds, stop_after=1):
+                return
+        except psycopg.OperationalError as exc:
+            raise self._lost_while_waiting(exc) from exc
 
     def release(self) -> None:
         """Unlock, then NOTIFY the waiters so the next one starts within milliseconds."""
@@ -143,6 +193,63 @@ class PostgresLock:
                 self.conn.execute("SELECT pg_notify(%s, '')", (self.channel,))
         except psycopg.Error:
             pass  # closing the session below releases a session lock all the same
+
+    def verify(self) -> None:
+        """Raise Lost unless this session still holds the advisory lock (one pg_locks query)."""
+        conn = self.conn
+        if conn is None or conn.closed:
+            msg = "the lock connection is closed"
+            raise Lost(msg)
+        query = (
+            f"SELECT count(*) FROM pg_locks l WHERE {ADVISORY_LOCK_GRANTED} "
+            "AND l.pid = pg_backend_pid()"
+        )
+        try:
+            row = conn.execute(query, key_halves(self.key)).fetchone()
+        except psycopg.Error as exc:
+            from entrypoint.wait import connect_error_reason
+
+            msg = f"the lock connection failed: {connect_error_reason(exc)}"
+            raise Lost(msg) from exc
+        if not row or not row[0]:
+            msg = "the lock session no longer holds the advisory lock"
+            raise Lost(msg)
+
+    def run_sessions(self, run_id: str, alias: str) -> list[Session]:
+        """The sessions whose application_name names run ``run_id`` (any database)."""
+        query = """
+            SELECT pid, application_name, coalesce(state, ''), coalesce(host(client_addr), '')
+            FROM pg_stat_activity
+            WHERE application_name LIKE %s AND pid <> pg_backend_pid()
+            ORDER BY pid
+        """
+        rows = self._connection().execute(query, (run_pattern(run_id),)).fetchall()
+        sessions = []
+        for pid, app, state, addr in rows:
+            # Another role's session shows no state without pg_read_all_stats.
+            where = (f" from {addr}" if addr else "") + (f" ({state})" if state else "")
+            sessions.append(
+                Session(
+                    int(pid),
+                    f"backend pid {pid} {app!r}{where}",
+                    fix=(
+                        f"end it with SELECT pg_terminate_backend({pid}) as its role or a "
+                        "superuser, or GRANT pg_signal_backend to the migrating role"
+                    ),
+                )
+            )
+        return sessions
+
+    def end_session(self, session: Session) -> str | None:
+        """``pg_terminate_backend``: allowed on the same role's sessions or with
+        pg_signal_backend; otherwise the reason is returned."""
+        try:
+            self._connection().execute("SELECT pg_terminate_backend(%s)", (session.ident,))
+        except psycopg.Error as exc:
+            from entrypoint.databases import first_line
+
+            return first_line(exc)
+        return None
 
     def close(self) -> None:
         """Close the dedicated connection (a session lock dies with it)."""

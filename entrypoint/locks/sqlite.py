@@ -3,6 +3,10 @@
 The lock file is ``<database file>.entrypoint.lock``. ``flock`` locks belong to the open file,
 so a process that dies, however it dies, releases the lock with its file descriptors. There is
 no release notice: waiters try again after the shared jittered back-off.
+
+Nothing outside the process can take the lock from it (there is no session to end or to lose),
+so a holder never has to check it still holds it, and a run left ``running`` under the lock
+belongs to a process that died: fencing has nothing to do here.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import os
 import time
 
 from entrypoint.errors import ConfigError
+from entrypoint.locks.base import Session
 
 
 def lock_path(database_path: str) -> str:
@@ -21,6 +26,9 @@ def lock_path(database_path: str) -> str:
 
 class FileLock:
     """Exclusive ``flock`` on the lock file beside the database."""
+
+    #: Whether the lock can be lost while this process lives (see :mod:`entrypoint.fence`).
+    losable = False
 
     def __init__(self, database_path: str) -> None:
         self.path = lock_path(database_path)
@@ -72,6 +80,17 @@ class FileLock:
                 fcntl.flock(self.fd, fcntl.LOCK_UN)
             except OSError:
                 pass
+
+    def verify(self) -> None:
+        """A flock held by this process cannot be lost while the file stays open."""
+
+    def run_sessions(self, run_id: str, alias: str) -> list[Session]:
+        """None: a SQLite database has no server sessions."""
+        return []
+
+    def end_session(self, session: Session) -> str | None:
+        """Nothing to end."""
+        return None
 
     def close(self) -> None:
         """Close the file descriptor (which also releases the lock)."""
