@@ -28,8 +28,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from entrypoint.databases import first_line
-from entrypoint.errors import EntrypointError, Interrupted, MigrationFailed
+from entrypoint.errors import EntrypointError, Interrupted, LockLost, MigrationFailed
 from entrypoint.log import mask
+from entrypoint.process import FenceStop
 
 TABLE = "entrypoint_migration_run"
 KINDS = ("migrate", "rollback")
@@ -456,7 +457,7 @@ class Recording:
 
     def fail_with(self, exc: BaseException) -> None:
         """Finish the row after ``exc`` ended the run: interrupted, rolled back or failed."""
-        if isinstance(exc, Interrupted | KeyboardInterrupt):
+        if isinstance(exc, Interrupted | LockLost | KeyboardInterrupt):
             status = "interrupted"
         elif self.undone:
             status = "rolled_back"
@@ -621,12 +622,21 @@ def invalid_indexes(alias: str) -> list[InvalidIndex]:
     ]
 
 
-def reap(alias: str, run_id: str, report: Report, *, dead: bool = True) -> list[RunRow]:
-    """Mark runs left ``running`` by a dead holder as ``interrupted``; call under the lock.
+def reap(
+    alias: str,
+    run_id: str,
+    report: Report,
+    *,
+    dead: bool = True,
+    fence_old: Callable[[str], Sequence[Any]] | None = None,
+) -> list[RunRow]:
+    """Mark runs left ``running`` as ``interrupted``; call under the lock.
 
-    Only the lock holder writes ``running`` rows, so under the lock any such row belongs to a
-    process that died (SIGKILL, an evicted pod, a lost host). Each is logged as
-    ``interrupted_run`` with the migration that was in progress. Without a lock
+    Only the lock holder writes ``running`` rows, so under the lock such a row belongs to a run
+    that lost the lock: its process died (SIGKILL, an evicted pod, a lost host), or it lives on
+    without its lock session. ``fence_old(run_id)`` first makes sure that run has no session
+    left on the server (ending them, or waiting them out) and returns those it had. Each row is
+    then logged as ``interrupted_run`` with the migration that was in progress. Without a lock
     (``ENTRYPOINT_LOCK=off``) a ``running`` row may belong to a live process: pass
     ``dead=False`` to leave those alone. Returns the interrupted runs whose in-progress
     migration was not atomic and that no later run has gone past yet.
@@ -648,10 +658,17 @@ def reap(alias: str, run_id: str, report: Report, *, dead: bool = True) -> list[
         if row.status == "running":
             if not dead:
                 continue
-            error = (
-                f"the process ended without finishing (killed, or its host lost); found by "
-                f"run {run_id}"
-            )
+            ended = fence_old(row.id) if fence_old is not None else []
+            if ended:
+                error = (
+                    f"it lost the migration lock and still had {len(ended)} session(s) on the "
+                    f"server, ended by run {run_id}"
+                )
+            else:
+                error = (
+                    f"the process ended without finishing (killed, or its host lost); found by "
+                    f"run {run_id}"
+                )
             with connection.cursor() as cursor:
                 cursor.execute(
                     f"UPDATE {TABLE} SET status = %s, error = %s WHERE id = %s AND db_alias = %s",
@@ -750,25 +767,32 @@ def recording(
     accept_interrupted: bool = False,
     gate: bool = True,
     rollback_of: str | None = None,
+    fence_old: Callable[[str], Sequence[Any]] | None = None,
 ) -> Iterator[Recording]:
     """Record one run on ``alias``; enter it right after the lock is taken.
 
     Creates the table, reaps runs left ``running`` (``reap_dead``: only under a lock can they
-    be told dead), refuses to go on past an interrupted non-atomic migration (``gate``), then
-    yields the :class:`Recording`. Leaving the block finishes the row: ``succeeded``;
-    ``interrupted`` on SIGTERM/SIGINT; ``rolled_back`` when the run undid itself; ``failed``
-    otherwise. A run that never calls :meth:`Recording.begin` (nothing pending, or refused
-    before the first migration) is written in one INSERT.
+    be told dead; ``fence_old`` first ends what sessions they still have), refuses to go on
+    past an interrupted non-atomic migration (``gate``), then yields the :class:`Recording`.
+    Leaving the block finishes the row: ``succeeded``; ``interrupted`` on SIGTERM/SIGINT or a
+    lost lock; ``rolled_back`` when the run undid itself; ``failed`` otherwise. A run that never
+    calls :meth:`Recording.begin` (nothing pending, or refused before the first migration) is
+    written in one INSERT.
     """
     record = Recording(alias, run_id, report, kind=kind, release=release, phase=phase,
                        lock_wait=lock_wait, rollback_of=rollback_of)  # fmt: skip
     ensure_table(alias)
     try:
-        found = reap(alias, run_id, report, dead=reap_dead)
+        found = reap(alias, run_id, report, dead=reap_dead, fence_old=fence_old)
         record.previous_status = last_status(alias)
         if gate:
             check_interrupted(alias, found, run_id, accept=accept_interrupted, report=report)
         yield record
+    except FenceStop as stop:
+        # The lock was lost outside a migration (between two, or in this bookkeeping).
+        lost = LockLost(alias, stop.reason)
+        record.fail_with(lost)
+        raise lost from None
     except BaseException as exc:
         record.fail_with(exc)
         raise

@@ -1,4 +1,5 @@
-"""Cancelling the statement in flight on MySQL/MariaDB when SIGTERM or SIGINT arrives.
+"""Cancelling the statement in flight on MySQL/MariaDB when SIGTERM or SIGINT arrives, or the
+fence finds the migration lock lost.
 
 psycopg waits for results in Python, so a signal reaches it at once and it cancels the
 statement itself. mysqlclient blocks inside the C client instead, and Python runs a signal
@@ -19,9 +20,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from entrypoint.process import HANDLED
+from entrypoint.process import FENCE_SIGNAL, HANDLED
 
-_STOPPING = frozenset(int(sig) for sig in HANDLED)
+# SIGTERM and SIGINT, and the fence's signal: a lost lock cancels the statement as they do.
+_STOPPING = frozenset({*(int(sig) for sig in HANDLED), FENCE_SIGNAL})
 
 
 @contextmanager

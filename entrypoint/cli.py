@@ -259,7 +259,7 @@ def _pipeline(args: argparse.Namespace, settings: config.Settings) -> int:
                 if not _fast_path(command, settings, reporter):
                     from entrypoint import runner
 
-                    targets = runner.prepare(settings, reporter)
+                    targets = runner.prepare(settings, reporter, run_id=run_id)
                     reporter.run_info(settings.release)
                     runner.wait_for_databases(settings, targets, reporter)
                     if command != "wait":
@@ -391,7 +391,7 @@ def _rollback(args: argparse.Namespace, settings: config.Settings) -> int:
     with capture_signals(on_signal):
         logger.info("starting", command=args.command, version=__version__)
         try:
-            targets = runner.prepare(settings, reporter)
+            targets = runner.prepare(settings, reporter, run_id=run_id)
             if len(targets) != 1:
                 names = ", ".join(t.alias for t in targets)
                 msg = (
@@ -400,7 +400,7 @@ def _rollback(args: argparse.Namespace, settings: config.Settings) -> int:
                 )
                 raise ConfigError(msg)
             runner.wait_for_databases(settings, targets, reporter)
-            plan = rollback.rollback(settings, targets[0], reporter.event, run_id,
+            plan = rollback.rollback(settings, targets[0], reporter, run_id,
                                      wanted=args.run, dry_run=args.dry_run)  # fmt: skip
         except SignalStop as stop:
             raise Interrupted(stop.signum, "stopped by signal before the rollback began") from None

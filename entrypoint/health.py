@@ -9,6 +9,7 @@ started before the database wait and fed over a pipe, one JSON object per line::
     db_wait             {database, seconds}
     lock_wait           {database, seconds}
     lock_holder_change  {database}
+    lock_lost           {database}
     migration_applied   {database, app, name, seconds}
     migration_failed    {database, app, name}
     held                {database, count}
@@ -111,6 +112,7 @@ class HealthMetrics:
     migration_duration: Histogram
     migration_failures: Counter
     lock_holder_changes: Counter
+    lock_lost: Counter
     migrations_held: Counter
     run_info: Info
 
@@ -172,6 +174,12 @@ def build_metrics(registry: CollectorRegistry) -> HealthMetrics:
         lock_holder_changes=Counter(
             "entrypoint_lock_holder_changes",
             "Times another holder of the migration lock was seen while waiting.",
+            by_db,
+            registry=registry,
+        ),
+        lock_lost=Counter(
+            "entrypoint_lock_lost",
+            "Times this run lost the migration lock while holding it (it then stopped).",
             by_db,
             registry=registry,
         ),
@@ -253,10 +261,11 @@ def apply_message(
             return False
         gauge = metrics.database_wait if kind == "db_wait" else metrics.lock_wait
         gauge.labels(database=database).set(seconds)
-    elif kind == "lock_holder_change":
+    elif kind in ("lock_holder_change", "lock_lost"):
         if database is None:
             return False
-        metrics.lock_holder_changes.labels(database=database).inc()
+        counter = metrics.lock_holder_changes if kind == "lock_holder_change" else metrics.lock_lost
+        counter.labels(database=database).inc()
     elif kind == "migration_applied":
         seconds = _seconds(message.get("seconds"))
         if database is None or seconds is None:

@@ -102,6 +102,27 @@ def configure(
     structlog.contextvars.clear_contextvars()
     if context:
         structlog.contextvars.bind_contextvars(**context)
+    _route_driver_logs()
+
+
+class _DriverLogs(logging.Handler):
+    """Turns the database drivers' own log records (psycopg warns when a cancel fails, for
+    one) into events, so that standard error carries only events and the one error line."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            level = "warning" if record.levelno >= logging.WARNING else "debug"
+            getattr(get_logger(), level)("driver_log", logger=record.name,
+                                         message=record.getMessage())  # fmt: skip
+        except Exception:  # noqa: S110 - a log line must never break the run
+            pass
+
+
+def _route_driver_logs() -> None:
+    driver = logging.getLogger("psycopg")
+    if not any(isinstance(handler, _DriverLogs) for handler in driver.handlers):
+        driver.addHandler(_DriverLogs())
+    driver.propagate = False
 
 
 def get_logger(**initial: Any) -> Any:

@@ -16,15 +16,17 @@ import io
 import math
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from entrypoint.audit import TABLE as AUDIT_TABLE
 from entrypoint.cancel import cancel_on_signal
 from entrypoint.databases import first_line
 from entrypoint.ddl import WriteCounter, failing_operation, left_behind
-from entrypoint.errors import ConfigError, Interrupted, MigrationFailed
-from entrypoint.process import SignalStop
+from entrypoint.errors import ConfigError, Interrupted, LockLost, MigrationFailed
+from entrypoint.process import FenceStop, SignalStop
 
 Node = tuple[str, str]
 # on_event(event_name, **fields); fields never include a password or SQL text.
@@ -186,6 +188,7 @@ def apply(
     retries: int = 0,
     progress: Progress | None = None,
     run_checks: bool = True,
+    confirm: Callable[[], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> list[Applied]:
@@ -195,17 +198,21 @@ def apply(
     per target, in order); None applies everything. A migration that fails on the DDL lock
     timeout and left nothing behind (atomic, so rolled back whole, or on MySQL/MariaDB failed
     before any statement of its own changed something) is retried up to ``retries`` times with
-    back-off.
+    back-off. ``confirm`` (the fence's check that the lock is still held, raising
+    :class:`~entrypoint.locks.base.Lost`) is called before each migration starts and before
+    each is recorded in ``django_migrations``, inside its transaction when it has one.
 
-    Raises MigrationFailed (exit 70) naming the migration and the database error, or
-    Interrupted when SIGTERM/SIGINT arrived (the statement in flight was cancelled).
+    Raises MigrationFailed (exit 70) naming the migration and the database error, Interrupted
+    when SIGTERM/SIGINT arrived (the statement in flight was cancelled), or LockLost (75) when
+    the lock was lost (likewise).
     """
     state = progress if progress is not None else Progress()
     attempt = 0
     while True:
         try:
             for target in targets if targets is not None else [None]:
-                _apply_once(alias, on_event, state, target, run_checks=run_checks, clock=clock)
+                _apply_once(alias, on_event, state, target, run_checks=run_checks,
+                            confirm=confirm, clock=clock)  # fmt: skip
         except MigrationFailed as exc:
             if not (exc.lock_timeout and state.failed_atomic and attempt < retries):
                 raise
@@ -226,6 +233,7 @@ def _apply_once(
     target: Node | None,
     *,
     run_checks: bool,
+    confirm: Callable[[], None] | None,
     clock: Callable[[], float],
 ) -> None:
     from django.core.management import call_command
@@ -239,6 +247,8 @@ def _apply_once(
             self, action: str, migration: Any = None, fake: bool = False
         ) -> None:
             if action == "apply_start":
+                confirm_lock(confirm, alias, f"before {migration.app_label}.{migration.name} "
+                         "started; nothing of it ran")  # fmt: skip
                 state.current = (migration.app_label, migration.name)
                 # Django wraps a migration in a transaction only where DDL can be rolled
                 # back; on MySQL/MariaDB an "atomic" migration may be left partly applied.
@@ -261,13 +271,21 @@ def _apply_once(
     state.current = state.failed = None
     writes = WriteCounter()
     try:
-        with cancel_on_signal(alias), connections[alias].execute_wrapper(writes):
+        with (
+            cancel_on_signal(alias),
+            connections[alias].execute_wrapper(writes),
+            fenced(alias, confirm, lambda: state.current),
+        ):
             call_command(
                 command, *args, database=alias, interactive=False, verbosity=0,
                 skip_checks=not run_checks,
             )  # fmt: skip
     except SignalStop as stop:
         raise Interrupted(stop.signum, _interrupted_message(stop.signum, alias, state)) from None
+    except FenceStop as stop:
+        raise LockLost(alias, stop.reason, _lost_where(state)) from None
+    except LockLost:
+        raise
     except SystemCheckError as exc:
         msg = f"system checks failed before migrating {alias!r}: {_check_summary(exc)}"
         raise ConfigError(msg) from exc
@@ -286,6 +304,8 @@ def _apply_once(
                 partial = writes.count > 0
                 # Nothing of it was written: as safe to run again as a rolled-back one.
                 state.failed_atomic = not partial
+            confirm_lock(confirm, alias, f"while applying {app}.{name}, which then failed "
+                     f"({_error_text(exc)})")  # fmt: skip
             on_event("migration_failed", level="error", database=alias, app=app,
                      migration=name, error=type(exc).__name__, seconds=seconds,
                      **({} if partial is None else {"partial": partial}))  # fmt: skip
@@ -293,8 +313,114 @@ def _apply_once(
             if partial:
                 msg += f"; {left_behind(failing_operation(exc))}"
         else:
+            confirm_lock(confirm, alias, f"while migrating, which then failed ({_error_text(exc)})")
             msg = f"migrate failed on database {alias!r}: {_error_text(exc)}"
         raise MigrationFailed(msg, lock_timeout=lock_timeout) from exc
+
+
+def confirm_lock(confirm: Callable[[], None] | None, alias: str, where: str) -> None:
+    """Call the fence's check; a lost lock becomes LockLost saying ``where`` the run was."""
+    if confirm is None:
+        return
+    from entrypoint.locks.base import Lost
+
+    try:
+        confirm()
+    except Lost as exc:
+        raise LockLost(alias, str(exc), where) from None
+
+
+class _Fenced:
+    """An ``execute_wrapper`` that runs the fence's check before each statement of a migration,
+    and the recorder hooks that word where a loss stopped it."""
+
+    def __init__(
+        self,
+        alias: str,
+        confirm: Callable[[], None],
+        current: Callable[[], Node | None] = lambda: None,
+    ) -> None:
+        self.alias = alias
+        self.confirm = confirm
+        self.current = current
+        # Set for the one INSERT/DELETE that records changes already committed.
+        self.record_committed = False
+
+    def __call__(
+        self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any
+    ) -> Any:
+        """Check the lock, then run the statement (the audit trail's own writes go through)."""
+        if self.record_committed:
+            self.record_committed = False
+        elif AUDIT_TABLE not in str(sql):
+            confirm_lock(self.confirm, self.alias, self._where())
+        return execute(sql, params, many, context)
+
+    def _where(self) -> str:
+        from django.db import connections
+
+        node = self.current()
+        name = f"{node[0]}.{node[1]}" if node else None
+        where = f"before the next statement of {name}" if name else "before the next statement"
+        if connections[self.alias].in_atomic_block:
+            return f"{where}; its transaction was rolled back"
+        if name:
+            return f"{where}, which is not atomic: what it ran before stays"
+        return where
+
+    def before_record(self, sender: Any, instance: Any, using: str | None = None, **_: Any) -> None:
+        """Before Django's recorder writes a row: inside the migration's transaction, a lost
+        lock rolls the migration back; outside one, what it changed is already in the database
+        and the row that says so is written whatever the lock (it then tells the truth)."""
+        if using != self.alias:
+            return
+        from django.db import connections
+
+        if not connections[self.alias].in_atomic_block:
+            self.record_committed = True
+            return
+        node = f"{instance.app}.{instance.name}"
+        confirm_lock(self.confirm, self.alias,
+                     f"before {node} was recorded; its transaction was rolled back")  # fmt: skip
+
+
+@contextmanager
+def fenced(
+    alias: str,
+    confirm: Callable[[], None] | None,
+    current: Callable[[], Node | None] = lambda: None,
+) -> Iterator[None]:
+    """Inside the block, the fence's check runs before each statement Django runs on ``alias``
+    and before each row its recorder writes or deletes in ``django_migrations``: a lost lock
+    stops the migration before its next change, rolls back a transaction that is still open,
+    and never records a migration whose transaction did not commit."""
+    if confirm is None:
+        yield
+        return
+    from django.db import connections
+    from django.db.migrations.recorder import MigrationRecorder
+    from django.db.models.signals import pre_delete, pre_save
+
+    model = MigrationRecorder.Migration
+    fence = _Fenced(alias, confirm, current)
+    uid = f"entrypoint-fence-{alias}"
+    pre_save.connect(fence.before_record, sender=model, weak=False, dispatch_uid=uid)
+    pre_delete.connect(fence.before_record, sender=model, weak=False, dispatch_uid=uid)
+    try:
+        with connections[alias].execute_wrapper(fence):
+            yield
+    finally:
+        pre_save.disconnect(sender=model, dispatch_uid=uid)
+        pre_delete.disconnect(sender=model, dispatch_uid=uid)
+
+
+def _lost_where(state: Progress) -> str:
+    if state.current is None:
+        return "between migrations or in Django's post-migrate work"
+    app, migration = state.current
+    if state.current_atomic:
+        return f"while applying {app}.{migration}; its transaction was rolled back"
+    return f"while applying {app}.{migration}, which is not atomic and may be partly applied"
 
 
 # MySQL/MariaDB's "Lock wait timeout exceeded" (a metadata or a row lock).

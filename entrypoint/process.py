@@ -1,10 +1,12 @@
 """Signals before the exec, and the exec itself.
 
-Before the exec, SIGTERM and SIGINT raise :class:`SignalStop` in the main thread. It derives
-from KeyboardInterrupt on purpose: psycopg cancels the statement in flight on the server when a
-KeyboardInterrupt reaches it, and Django's ``atomic`` rolls back on any exception, so an atomic
-migration being applied when the signal lands is rolled back whole. Sleeps and waits end at
-once. The exec restores every disposition the app server would get if started directly.
+Before the exec, SIGTERM and SIGINT raise :class:`SignalStop` in the main thread, and a lost
+migration lock raises :class:`FenceStop` there (the fence's watchdog thread sends
+:data:`FENCE_SIGNAL` to the main thread). Both derive from :class:`Stop`, a KeyboardInterrupt
+on purpose: psycopg cancels the statement in flight on the server when a KeyboardInterrupt
+reaches it, and Django's ``atomic`` rolls back on any exception, so an atomic migration being
+applied when the stop lands is rolled back whole. Sleeps and waits end at once. The exec
+restores every disposition the app server would get if started directly.
 """
 
 from __future__ import annotations
@@ -21,18 +23,45 @@ from typing import Any, NoReturn
 from entrypoint.errors import EX_NOEXEC, EX_NOTFOUND, ExecFailed
 
 HANDLED = (signal.SIGTERM, signal.SIGINT)
+#: The signal a fence's watchdog sends the main thread when the migration lock is lost: a
+#: real-time signal where there are some (nothing else sends those), else SIGUSR2.
+FENCE_SIGNAL: int = int(signal.SIGRTMIN) + 3 if hasattr(signal, "SIGRTMIN") else int(signal.SIGUSR2)
 # Python ignores these at start-up; an exec'd program inherits "ignored", so reset them.
 _PYTHON_IGNORES = tuple(
     sig for sig in (getattr(signal, "SIGPIPE", None), getattr(signal, "SIGXFSZ", None)) if sig
 )
 
 
-class SignalStop(KeyboardInterrupt):
+class Stop(KeyboardInterrupt):
+    """Raised in the main thread to end the run before the exec: by a signal, or by fencing."""
+
+    signum: int
+
+    def deliver_again(self) -> None:
+        """Send the signal behind this stop once more (after a finalizer swallowed it)."""
+        os.kill(os.getpid(), self.signum)
+
+
+class SignalStop(Stop):
     """Raised in the main thread when SIGTERM or SIGINT arrives before the exec."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
+
+
+class FenceStop(Stop):
+    """Raised in the main thread when the fence's watchdog found the migration lock lost."""
+
+    def __init__(self, reason: str, again: Callable[[], None]) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.signum = FENCE_SIGNAL
+        self._again = again
+
+    def deliver_again(self) -> None:
+        """Raise the stop once more at the next chance (the watchdog re-arms and re-signals)."""
+        self._again()
 
 
 # How long after a swallowed stop the signal is delivered again (see capture_signals).
@@ -63,9 +92,10 @@ def capture_signals(on_signal: Callable[[int], None] | None = None) -> Iterator[
     previous_hook = sys.unraisablehook
 
     def unraisable(info: Any) -> None:
-        if isinstance(info.exc_value, SignalStop):
-            stopping.clear()
-            timer = threading.Timer(REDELIVER_AFTER, os.kill, (os.getpid(), info.exc_value.signum))
+        if isinstance(info.exc_value, Stop):
+            if isinstance(info.exc_value, SignalStop):
+                stopping.clear()
+            timer = threading.Timer(REDELIVER_AFTER, info.exc_value.deliver_again)
             timer.daemon = True
             timer.start()
             return
@@ -83,7 +113,7 @@ def capture_signals(on_signal: Callable[[int], None] | None = None) -> Iterator[
 
 def reset_signals() -> None:
     """Give the next program default dispositions and an empty signal mask."""
-    for sig in (*HANDLED, *_PYTHON_IGNORES):
+    for sig in (*HANDLED, FENCE_SIGNAL, *_PYTHON_IGNORES):
         signal.signal(sig, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
 

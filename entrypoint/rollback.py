@@ -12,18 +12,18 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from entrypoint import audit, locks
+from entrypoint import audit
 from entrypoint.audit import Node, RunRow, dotted
 from entrypoint.config import Settings
 from entrypoint.databases import Target, first_line
-from entrypoint.errors import ConfigError, Interrupted, MigrationFailed, PolicyError
-from entrypoint.migrate import Applied, OnEvent
-from entrypoint.process import SignalStop
+from entrypoint.errors import ConfigError, Interrupted, LockLost, MigrationFailed, PolicyError
+from entrypoint.holding import holding
+from entrypoint.migrate import Applied, OnEvent, confirm_lock, fenced
+from entrypoint.process import FenceStop, SignalStop
 
 HISTORY_HINT = "see 'django-entrypoint history' for run ids"
 
@@ -222,13 +222,15 @@ def unapply(
     nodes: Sequence[Node],
     on_event: OnEvent,
     *,
+    confirm: Callable[[], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> list[Applied]:
     """Unapply ``nodes`` (newest first) on ``alias`` with Django's executor; return what was.
 
     Reports ``migration_unapply_started``, ``migration_unapplied`` (with seconds) and
-    ``migration_unapply_failed``. Raises MigrationFailed (exit 70) naming the migration and the
-    database error, or Interrupted on SIGTERM/SIGINT.
+    ``migration_unapply_failed``. ``confirm`` is the fence's check, as for
+    :func:`entrypoint.migrate.apply`. Raises MigrationFailed (exit 70) naming the migration and
+    the database error, Interrupted on SIGTERM/SIGINT, or LockLost (75) when the lock was lost.
     """
     from django.core.management.sql import emit_post_migrate_signal, emit_pre_migrate_signal
     from django.db import connections
@@ -242,6 +244,8 @@ def unapply(
         if migration is None:
             return
         if action == "unapply_start":
+            confirm_lock(confirm, alias, f"before unapplying {migration.app_label}."
+                         f"{migration.name} started; nothing of it ran")  # fmt: skip
             current[:] = [migration]
             started[0] = clock()
             on_event("migration_unapply_started", database=alias, app=migration.app_label,
@@ -263,16 +267,28 @@ def unapply(
     try:
         before = executor.loader.project_state(applied, at_end=True)
         emit_pre_migrate_signal(0, False, alias, stdout=quiet, apps=before.apps, plan=plan)
-        after = executor.migrate([], plan=plan)
+        with fenced(alias, confirm, lambda: _node_of(current)):
+            after = executor.migrate([], plan=plan)
         after.clear_delayed_apps_cache()
         emit_post_migrate_signal(0, False, alias, stdout=quiet, apps=after.apps, plan=plan)
     except SignalStop as stop:
         raise Interrupted(stop.signum, _stopped(stop.signum, alias, current)) from None
+    except FenceStop as stop:
+        where = (
+            f"while unapplying {current[0].app_label}.{current[0].name}"
+            if current
+            else "while rolling back, between migrations"
+        )
+        raise LockLost(alias, stop.reason, where) from None
+    except LockLost:
+        raise
     except Exception as exc:
         cause = exc.__cause__ if exc.__cause__ is not None else exc
         error = f"{type(cause).__name__}: {first_line(cause)}"
         if current:
             migration = current[0]
+            confirm_lock(confirm, alias, f"while unapplying {migration.app_label}."
+                         f"{migration.name}, which then failed ({error})")  # fmt: skip
             on_event("migration_unapply_failed", database=alias, app=migration.app_label,
                      migration=migration.name, error=type(exc).__name__,
                      seconds=round(clock() - started[0], 4))  # fmt: skip
@@ -284,6 +300,10 @@ def unapply(
             msg = f"rollback failed on database {alias!r}: {error}"
         raise MigrationFailed(msg) from exc
     return done
+
+
+def _node_of(current: list[Any]) -> Node | None:
+    return (current[0].app_label, current[0].name) if current else None
 
 
 def _stopped(signum: int, alias: str, current: list[Any]) -> str:
@@ -305,7 +325,12 @@ def _stopped(signum: int, alias: str, current: list[Any]) -> str:
 
 
 def undo_failed_run(
-    alias: str, record: audit.Recording, failure: MigrationFailed, on_event: OnEvent
+    alias: str,
+    record: audit.Recording,
+    failure: MigrationFailed,
+    on_event: OnEvent,
+    *,
+    confirm: Callable[[], None] | None = None,
 ) -> NoReturn:
     """``ENTRYPOINT_ROLLBACK_ON_FAILURE``: unapply what this run applied before it failed.
 
@@ -344,7 +369,7 @@ def undo_failed_run(
     on_event("rollback_on_failure", level="warning", database=alias,
              migrations=[dotted(node) for node in nodes])  # fmt: skip
     try:
-        unapply(alias, nodes, on_event)
+        unapply(alias, nodes, on_event, confirm=confirm)
     except MigrationFailed as exc:
         msg = f"{failure}; rolling back this run's migrations failed too: {exc}"
         raise MigrationFailed(msg) from failure
@@ -354,30 +379,10 @@ def undo_failed_run(
     raise MigrationFailed(msg) from failure
 
 
-@contextmanager
-def _locked(settings: Settings, target: Target, report: OnEvent, run_id: str) -> Iterator[float]:
-    """Hold the migration lock of ``target``; yields the seconds waited for it."""
-    lock = locks.configured_lock(target, settings, run_id)
-    lock.connect()
-    try:
-
-        def on_wait(waiting: locks.Waiting) -> None:
-            report("lock_waiting", database=target.alias, holder=waiting.holder,
-                   waited=round(waiting.waited, 3))  # fmt: skip
-
-        waited = locks.acquire(lock, settings.lock_timeout, on_wait=on_wait)
-        report("lock_acquired", database=target.alias, waited=round(waited, 3))
-        yield waited
-    finally:
-        lock.release()
-        lock.close()
-        report("lock_released", level="debug", database=target.alias)
-
-
 def rollback(
     settings: Settings,
     target: Target,
-    report: OnEvent,
+    reporter: Any,
     run_id: str,
     *,
     wanted: str | None,
@@ -385,19 +390,21 @@ def rollback(
 ) -> RollbackPlan:
     """The ``rollback`` command on one database: plan, check, and (unless ``dry_run``) unapply.
 
-    A real rollback runs under the migration lock and is itself a recorded run (kind
-    ``rollback``); the run it undoes becomes ``rolled_back``. A dry run reads only: no lock,
-    no table created, nothing written.
+    A real rollback runs under the migration lock, on the same holding path as a migrate run
+    (fencing included), and is itself a recorded run (kind ``rollback``); the run it undoes
+    becomes ``rolled_back``. A dry run reads only: no lock, no table created, nothing written.
     """
     alias = target.alias
+    report = reporter.event
     if dry_run:
         runs = audit.read_runs(alias)
         return plan_rollback(alias, runs, choose_run(runs, wanted, alias))
     with (
-        _locked(settings, target, report, run_id) as waited,
+        holding(target, settings, run_id, reporter) as held,
         audit.recording(alias, run_id, report=report, kind="rollback", release=settings.release,
-                        phase=settings.phase, lock_wait=waited,
-                        reap_dead=settings.lock_mode != "off", gate=False) as record,
+                        phase=settings.phase, lock_wait=held.waited,
+                        reap_dead=settings.lock_mode != "off", gate=False,
+                        fence_old=held.fence_old) as record,
     ):  # fmt: skip
         runs = audit.read_runs(alias)
         chosen = choose_run(runs, wanted, alias)
@@ -410,7 +417,8 @@ def rollback(
         record.begin(plan.unapply)
         report("rollback_plan", database=alias, rolled_back_run=chosen.id,
                migrations=[dotted(node) for node in plan.unapply])  # fmt: skip
-        unapply(alias, plan.unapply, record.on_event)
+        reporter.phase("migrating", alias)
+        unapply(alias, plan.unapply, record.on_event, confirm=held.confirm)
         audit.mark_rolled_back(alias, chosen.id, run_id)
         report("rolled_back", database=alias, rolled_back_run=chosen.id,
                unapplied=len(plan.unapply))  # fmt: skip

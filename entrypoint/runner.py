@@ -16,8 +16,15 @@ from typing import Any
 from entrypoint import audit, locks, rollback, wait
 from entrypoint import migrate as engine
 from entrypoint.config import Settings
-from entrypoint.databases import Target, first_line, missing_driver, resolve_targets
+from entrypoint.databases import (
+    Target,
+    first_line,
+    missing_driver,
+    resolve_targets,
+    tag_connections,
+)
 from entrypoint.errors import ConfigError, EntrypointError, MigrationFailed
+from entrypoint.holding import holding
 from entrypoint.log import get_logger
 from entrypoint.report import Reporter, new_run_id
 
@@ -62,13 +69,25 @@ def setup_django(settings_module: str | None) -> None:
         raise ConfigError(msg) from exc
 
 
-def prepare(settings: Settings, reporter: Reporter, *, check_locks: bool = True) -> list[Target]:
-    """Set Django up and resolve the target databases; check each has a lock. No I/O yet."""
+def prepare(
+    settings: Settings,
+    reporter: Reporter,
+    *,
+    check_locks: bool = True,
+    run_id: str | None = None,
+) -> list[Target]:
+    """Set Django up and resolve the target databases; check each has a lock. No I/O yet.
+
+    With ``run_id`` (a run that may migrate), every connection Django opens names the run on the
+    server, so that a later holder can fence it.
+    """
     setup_django(settings.settings_module)
     targets = resolve_targets(settings.databases)
     for target in targets:
         if check_locks:
             locks.check_supported(target, settings.lock_mode)
+    if run_id is not None:
+        tag_connections(targets, run_id)
     reporter.event("databases", databases=[t.alias for t in targets])
     return targets
 
@@ -118,63 +137,55 @@ def _migrate_one(
     settings: Settings, target: Target, reporter: Reporter, run_id: str
 ) -> list[engine.Applied]:
     alias = target.alias
-    lock = locks.configured_lock(target, settings, run_id)
-    reporter.phase("waiting_for_lock", alias)
-    lock.connect()
-    try:
-
-        def on_wait(waiting: locks.Waiting) -> None:
-            reporter.event("lock_waiting", database=alias, holder=waiting.holder,
-                           waited=round(waiting.waited, 3))  # fmt: skip
-            if waiting.changed:
-                reporter.notify("lock_holder_change", database=alias)
-
-        waited = locks.acquire(lock, settings.lock_timeout, on_wait=on_wait)
-        # ``at`` (epoch seconds) lets bench/ measure the hand-off between replicas.
-        reporter.event("lock_acquired", database=alias, waited=round(waited, 3),
-                       at=round(time.time(), 6))  # fmt: skip
-        reporter.notify("lock_wait", database=alias, seconds=waited)
-        # The run's audit row: dead holders' runs reaped, then written as the run goes.
-        with audit.recording(alias, run_id, report=reporter.event, release=settings.release,
-                             phase=settings.phase, lock_wait=waited,
-                             reap_dead=settings.lock_mode != "off",
-                             accept_interrupted=settings.accept_interrupted) as record:  # fmt: skip
-            plan, targets, executor = _plan(alias, settings.phase, reporter)
-            engine.check_history(alias, executor)
-            if not plan:
-                if record.previous_status in audit.UNFINISHED:
-                    _finish_previous(alias, record, reporter, executor, held=targets is not None)
-                else:
-                    squashes = engine.record_squashes(executor)
-                    if squashes:
-                        reporter.event("squashes_recorded", database=alias,
-                                       migrations=[f"{a}.{n}" for a, n in squashes])  # fmt: skip
-                reporter.event("nothing_to_migrate", database=alias)
-                return []
-            reporter.phase("migrating", alias)
-            reporter.event("plan", database=alias, pending=len(plan),
-                           migrations=[f"{app}.{name}" for app, name in plan[:50]])  # fmt: skip
-            record.begin(plan)
-            engine.prepare_session(alias, settings.ddl_lock_timeout)
-            try:
-                applied = engine.apply(alias, record.on_event, targets=targets,
-                                       retries=settings.ddl_retries)  # fmt: skip
-            except MigrationFailed as failure:
-                if not settings.rollback_on_failure:
-                    raise
-                rollback.undo_failed_run(alias, record, failure, reporter.event)
-            reporter.event("migrated", database=alias, applied=len(applied),
-                           seconds=round(sum(a.seconds for a in applied), 3))  # fmt: skip
-            return applied
-    finally:
-        lock.release()
-        released = time.time()
-        lock.close()
-        reporter.event("lock_released", level="debug", database=alias, at=round(released, 6))
+    # The run's audit row: earlier runs left running fenced and reaped, then written as the
+    # run goes.
+    with (
+        holding(target, settings, run_id, reporter) as held,
+        audit.recording(alias, run_id, report=reporter.event, release=settings.release,
+                        phase=settings.phase, lock_wait=held.waited,
+                        reap_dead=settings.lock_mode != "off", fence_old=held.fence_old,
+                        accept_interrupted=settings.accept_interrupted) as record,
+    ):  # fmt: skip
+        plan, targets, executor = _plan(alias, settings.phase, reporter)
+        engine.check_history(alias, executor)
+        if not plan:
+            if record.previous_status in audit.UNFINISHED:
+                _finish_previous(alias, record, reporter, executor, held=targets is not None,
+                                 confirm=held.confirm)  # fmt: skip
+            else:
+                squashes = engine.record_squashes(executor)
+                if squashes:
+                    reporter.event("squashes_recorded", database=alias,
+                                   migrations=[f"{a}.{n}" for a, n in squashes])  # fmt: skip
+            reporter.event("nothing_to_migrate", database=alias)
+            return []
+        reporter.phase("migrating", alias)
+        reporter.event("plan", database=alias, pending=len(plan),
+                       migrations=[f"{app}.{name}" for app, name in plan[:50]])  # fmt: skip
+        record.begin(plan)
+        engine.prepare_session(alias, settings.ddl_lock_timeout)
+        try:
+            applied = engine.apply(alias, record.on_event, targets=targets,
+                                   retries=settings.ddl_retries,
+                                   confirm=held.confirm)  # fmt: skip
+        except MigrationFailed as failure:
+            if not settings.rollback_on_failure:
+                raise
+            rollback.undo_failed_run(alias, record, failure, reporter.event,
+                                     confirm=held.confirm)  # fmt: skip
+        reporter.event("migrated", database=alias, applied=len(applied),
+                       seconds=round(sum(a.seconds for a in applied), 3))  # fmt: skip
+        return applied
 
 
 def _finish_previous(
-    alias: str, record: audit.Recording, reporter: Reporter, executor: Any, *, held: bool
+    alias: str,
+    record: audit.Recording,
+    reporter: Reporter,
+    executor: Any,
+    *,
+    held: bool,
+    confirm: Callable[[], None] | None = None,
 ) -> None:
     """Run Django's migrate with nothing to apply, for the post-migrate work (content types,
     permissions, squash records) that the previous run ended before doing."""
@@ -182,12 +193,12 @@ def _finish_previous(
                    previous_status=record.previous_status)  # fmt: skip
     reporter.phase("migrating", alias)
     if not held:
-        engine.apply(alias, record.on_event)
+        engine.apply(alias, record.on_event, confirm=confirm)
         return
     # Held migrations are pending: migrate to an applied node, which applies nothing.
     leaf = engine.applied_leaf(executor)
     if leaf is not None:
-        engine.apply(alias, record.on_event, targets=[leaf])
+        engine.apply(alias, record.on_event, targets=[leaf], confirm=confirm)
 
 
 def _plan(

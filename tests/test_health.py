@@ -393,6 +393,7 @@ def test_metrics_follow_prometheus_conventions(
         {"type": "phase", "phase": "waiting_for_lock", "database": "default"},
         {"type": "lock_holder_change", "database": "default"},
         {"type": "lock_wait", "database": "default", "seconds": 4.25},
+        {"type": "lock_lost", "database": "default"},
         {"type": "held", "database": "default", "count": 2},
         {"type": "migration_applied", "database": "default", "app": "a", "name": "1", "seconds": 3},
         {"type": "migration_failed", "database": "default", "app": "a", "name": "2"},
@@ -420,6 +421,7 @@ def test_metrics_follow_prometheus_conventions(
     assert samples[("entrypoint_migration_duration_seconds_bucket", (*db, ("le", "300.0")))] == 1
     assert samples[("entrypoint_migration_failures_total", db)] == 1
     assert samples[("entrypoint_lock_holder_changes_total", db)] == 1
+    assert samples[("entrypoint_lock_lost_total", db)] == 1
     assert samples[("entrypoint_migrations_held_total", db)] == 2
     info = (("django_version", "5.2.1"), ("release", "v42"), ("version", "0.1.0"))
     assert samples[("entrypoint_run_info", info)] == 1
