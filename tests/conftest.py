@@ -267,13 +267,20 @@ class Launcher:
         env.update(extra)
         return env
 
-    def start(self, args: list[str], env: dict[str, str], cwd: Path = TESTPROJ) -> Proc:
-        """Start ``python -m entrypoint ARGS`` in its own session."""
+    def start(
+        self,
+        args: list[str],
+        env: dict[str, str],
+        cwd: Path = TESTPROJ,
+        prefix: list[str] | None = None,
+    ) -> Proc:
+        """Start ``python -m entrypoint ARGS`` in its own session (after ``prefix``, such as
+        ``ip netns exec NAME``, when given)."""
         n = len(self.procs)
         out, err = self.tmp_path / f"proc{n}.out", self.tmp_path / f"proc{n}.err"
         with out.open("wb") as fout, err.open("wb") as ferr:
             popen = subprocess.Popen(
-                [sys.executable, "-m", "entrypoint", *args],
+                [*(prefix or []), sys.executable, "-m", "entrypoint", *args],
                 env=env,
                 cwd=cwd,
                 stdout=fout,

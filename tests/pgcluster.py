@@ -58,9 +58,18 @@ def port_answers(host: str, port: int, timeout: float = 0.5) -> bool:
 class Cluster:
     """One initdb'ed data directory and its server process."""
 
-    def __init__(self, bindir: Path, port: int, password: str | None = None) -> None:
+    def __init__(
+        self,
+        bindir: Path,
+        port: int,
+        password: str | None = None,
+        *,
+        listen: str = "127.0.0.1",
+        trust: str | None = None,
+    ) -> None:
         self.bindir = bindir
         self.port = port
+        self.listen = listen
         self.user = None
         self.root = Path(tempfile.mkdtemp(prefix="entrypoint-pg-"))
         if os.geteuid() == 0:
@@ -84,6 +93,13 @@ class Cluster:
             [str(bindir / "initdb"), "-D", str(self.data), "-U", "postgres", *auth,
              "--no-sync", "-E", "UTF8", "--locale=C"]
         )  # fmt: skip
+        if trust is not None:
+            # Clients from this network (a test's network namespace) connect without a password.
+            with (self.data / "pg_hba.conf").open("a") as hba:
+                hba.write(f"host all all {trust} trust\n")
+
+    def _options(self) -> str:
+        return f"-p {self.port} -h {self.listen} -k {self.root} -c fsync=off -c max_connections=200"
 
     def _run(self, argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[bytes]:
         if self.user:
@@ -91,16 +107,24 @@ class Cluster:
         return subprocess.run(argv, check=True, capture_output=True, timeout=60, **kwargs)  # type: ignore[call-overload]
 
     def start(self, wait: bool = True) -> None:
-        """Start the server on 127.0.0.1:port (fsync off: a test cluster need not survive)."""
-        options = f"-p {self.port} -h 127.0.0.1 -k {self.root} -c fsync=off -c max_connections=200"
+        """Start the server on the listen addresses and port (fsync off: a test cluster need
+        not survive)."""
         self._run(
-            [str(self.bindir / "pg_ctl"), "-D", str(self.data), "-o", options,
+            [str(self.bindir / "pg_ctl"), "-D", str(self.data), "-o", self._options(),
              "-l", str(self.root / "log"), "start", *(["-w"] if wait else ["-W"])]
         )  # fmt: skip
         if wait:
             deadline = time.monotonic() + 30
             while not port_answers("127.0.0.1", self.port) and time.monotonic() < deadline:
                 time.sleep(0.05)
+
+    def restart(self) -> None:
+        """Restart the server the way an operator does (``pg_ctl restart -m fast``): every
+        session is ended, the server comes back on the same port."""
+        self._run(
+            [str(self.bindir / "pg_ctl"), "-D", str(self.data), "-o", self._options(), "-m", "fast",
+             "-l", str(self.root / "log"), "restart", "-w"]
+        )  # fmt: skip
 
     def stop(self) -> None:
         """Stop the server at once."""

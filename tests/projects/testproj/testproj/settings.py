@@ -8,9 +8,11 @@
 ``TESTPROJ_EXTRA_APPS``
     Comma-separated apps switched on in addition to ``inventory`` and ``orders``:
     ``broken``, ``conflicted``, ``analytics``, ``irreversible``, ``catalog``, ``reviews``,
-    ``halfway``.
+    ``halfway``, ``slowcommit`` (PostgreSQL only).
 ``TESTPROJ_SLOW_SECONDS``
     How long the migration ``inventory.0003_slow`` takes (read by the migration itself).
+``TESTPROJ_COMMIT_SECONDS``
+    How long the COMMIT of ``slowcommit.0002_commit_slowly`` takes (a deferred trigger sleeps).
 ``TESTPROJ_HALFWAY_FAIL``
     ``1`` makes ``halfway.0002_colour`` fail after it added its column.
 ``TESTPROJ_POST_MIGRATE_MARK``

@@ -1,0 +1,1 @@
+"""A PostgreSQL-only app whose second migration spends its time in COMMIT (see migrations)."""
