@@ -252,9 +252,13 @@ class _Connection:
 class Server:
     """Serves a WSGI app on a listening socket from one event loop, one request per connection.
 
+    ``bound`` is the most connections open at once; ``may_block`` says which requests the app
+    may take long to answer, which then run in a worker thread; ``deadline`` is how long a
+    client may take to send its head, and again to take its answer.
+
     Every open connection is in ``_open``; those waiting on their client (for the rest of a
     head, or to take its answer) are also in ``_waiting``, in the order their deadlines fall,
-    which is the order they started waiting in, as every wait lasts :data:`HEAD_DEADLINE`.
+    which is the order they started waiting in, as every wait lasts ``deadline``.
     That order serves both the deadline sweep and the choice of whom to close when full. It is
     an ``OrderedDict`` because its oldest entry is looked up after every removal from the
     front, which a plain dict answers by skipping over the holes those removals left.
@@ -268,12 +272,14 @@ class Server:
         *,
         bound: int,
         may_block: Callable[[WSGIEnvironment], bool] = lambda environ: False,
+        deadline: float = HEAD_DEADLINE,
     ) -> None:
         self._loop = loop
         self._listener = listener
         self._app = app
         self._bound = bound
         self._may_block = may_block
+        self._deadline = deadline
         host, port = listener.getsockname()[:2]
         self._address = (str(host), int(port))
         self._open: dict[int, _Connection] = {}
@@ -362,7 +368,7 @@ class Server:
     # -- waiting on clients -------------------------------------------------------------------
 
     def _wait(self, connection: _Connection) -> None:
-        connection.deadline = self._loop.time() + HEAD_DEADLINE
+        connection.deadline = self._loop.time() + self._deadline
         self._waiting[connection.fd] = connection
         if self._sweep is None:
             self._sweep = self._loop.call_at(connection.deadline, self._expire)
