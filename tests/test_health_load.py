@@ -307,6 +307,22 @@ def test_environ_of_an_absolute_target_has_its_path() -> None:
     assert "REMOTE_ADDR" not in environ
 
 
+@pytest.mark.parametrize(
+    ("target", "path", "query"),
+    [
+        ("http://[::1", "/", ""),  # urlsplit would raise: Invalid IPv6 URL
+        ("http://pod?x=1", "/", "x=1"),
+        ("*", "*", ""),
+        ("/a://b?c", "/a://b", "c"),
+    ],
+)
+def test_environ_of_an_odd_target_never_raises(target: str, path: str, query: str) -> None:
+    """Targets that h11 lets through but that are no URL still give a path and a query."""
+    request = h11.Request(method="GET", target=target, headers=[("Host", "p")])
+    environ = wsgi_environ(request, ("::", 8081), None)
+    assert (environ["PATH_INFO"], environ["QUERY_STRING"]) == (path, query)
+
+
 def test_app_answer_is_collected_whole_and_its_iterable_closed() -> None:
     """The status, headers and every chunk are collected; the app's iterable is closed; a
     second start_response (with exc_info) replaces the first."""
@@ -369,6 +385,16 @@ def test_http_1_1_needs_a_host_and_1_0_does_not(ready: Child) -> None:
     """HTTP/1.1 without Host is 400, as RFC 9112 requires; HTTP/1.0 without it is served."""
     assert exchange(ready.port, b"GET /livez HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.0 400 ")
     assert exchange(ready.port, b"GET /livez HTTP/1.0\r\n\r\n").startswith(b"HTTP/1.1 200 ")
+
+
+@pytest.mark.timeout(30)
+def test_absolute_and_odd_targets_are_answered(ready: Child) -> None:
+    """A target in absolute form reaches its endpoint; one that is no URL at all gets 404."""
+    answer = exchange(ready.port, b"GET http://pod:8081/livez HTTP/1.1\r\nHost: pod\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer
+    answer = exchange(ready.port, b"GET http://[::1 HTTP/1.1\r\nHost: pod\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 404 Not Found\r\n"), answer
+    assert probe_once(ready.port, "127.0.0.1", "/livez", 1.0)[0] == 200
 
 
 @pytest.mark.timeout(30)
