@@ -30,8 +30,8 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench.common import Figure, Section, load_average, save, section  # noqa: E402
-from entrypoint._healthd import connection_bound  # noqa: E402
-from entrypoint.health import HealthProcess  # noqa: E402
+from entrypoint.health.process import HealthProcess
+from entrypoint.health.server import connection_bound  # noqa: E402
 from tests.pgcluster import free_port  # noqa: E402
 from tests.support.hostile import Probes, attacking, probe_every, status_kb  # noqa: E402
 

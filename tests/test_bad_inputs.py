@@ -295,41 +295,47 @@ def test_lock_timeout_exits_75_naming_the_holder(launcher: Launcher, pg_db: PgDa
     [
         (["migrate", "--accept-interrupted"], True, False),
         (["--accept-interrupted", "migrate"], True, False),
-        (["migrate", "--accept-interrupted", "0"], False, False),
-        (["migrate", "--accept-interrupted=yes"], True, False),
+        (["migrate", "--no-accept-interrupted"], False, False),
         (["--rollback-on-failure", "--accept-interrupted", "migrate"], True, True),
-        (["migrate", "--rollback-on-failure", "off", "--accept-interrupted"], True, False),
+        (["migrate", "--no-rollback-on-failure", "--accept-interrupted"], True, False),
     ],
 )
-def test_a_yes_no_flag_alone_means_yes_and_still_takes_a_value(
+def test_a_yes_no_flag_alone_means_yes_and_its_no_form_means_no(
     argv: list[str], accept: bool, rollback: bool
 ) -> None:
     """`--accept-interrupted` (as the error messages say to run it) and
-    `--rollback-on-failure` mean yes when given alone, before or after the command, and take
-    1/0 (or true/false, yes/no, on/off) when a value follows."""
-    from entrypoint import cli, config
+    `--rollback-on-failure` mean yes when given alone, before or after the command;
+    `--no-...` means no (the variables take 1/0)."""
+    from entrypoint import config
+    from entrypoint.cli.parser import flags_of, parse
 
-    args = cli.build_parser().parse_args(cli._with_switch_values(argv))
-    flags = {option.dest: getattr(args, option.dest, None) for option in config.OPTIONS}
-    settings = config.load({}, flags)
+    args = parse(argv)
+    settings = config.load({}, flags_of(args))
     assert args.command == "migrate"
     assert (settings.accept_interrupted, settings.rollback_on_failure) == (accept, rollback)
+
+
+def test_a_yes_no_flag_beats_its_variable() -> None:
+    """A flag beats its variable, in both directions."""
+    from entrypoint import config
+    from entrypoint.cli.parser import flags_of, parse
+
+    environ = {"ENTRYPOINT_ACCEPT_INTERRUPTED": "1", "ENTRYPOINT_ROLLBACK_ON_FAILURE": "0"}
+    args = parse(["migrate", "--no-accept-interrupted", "--rollback-on-failure"])
+    settings = config.load(environ, flags_of(args))
+    assert (settings.accept_interrupted, settings.rollback_on_failure) == (False, True)
 
 
 def test_a_switch_before_run_leaves_the_app_command_alone() -> None:
     """Only the entrypoint's own arguments are read: what follows `run`'s command (with or
     without `--`) reaches the app server untouched, even a word that looks like a switch."""
-    from entrypoint import cli
+    from entrypoint.cli.parser import parse
 
-    assert cli._with_switch_values(
-        ["--accept-interrupted", "run", "app", "--accept-interrupted"]
-    ) == ["--accept-interrupted", "1", "run", "app", "--accept-interrupted"]
-    assert cli._with_switch_values(["run", "--", "app", "--rollback-on-failure"]) == [
-        "run",
-        "--",
-        "app",
-        "--rollback-on-failure",
-    ]
+    args = parse(["--accept-interrupted", "run", "app", "--accept-interrupted"])
+    assert (args.accept_interrupted, args.argv) == (True, ["app", "--accept-interrupted"])
+    args = parse(["run", "--", "app", "--rollback-on-failure"])
+    assert args.argv == ["--", "app", "--rollback-on-failure"]
+    assert getattr(args, "rollback_on_failure", None) is None
 
 
 def test_a_migration_file_that_does_not_compile_names_the_file_and_line(

@@ -29,9 +29,9 @@ DRIVER = """
 import json, sys
 import django
 django.setup()
-from entrypoint.checks import find_problems
+from entrypoint.engine.check import find_problems
 from entrypoint.errors import EntrypointError
-from entrypoint.phases import Policy
+from entrypoint.plan.types import Policy
 alias, policy = sys.argv[1], sys.argv[2]
 try:
     found = find_problems(alias, None if policy == "none" else Policy(policy))

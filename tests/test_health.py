@@ -24,18 +24,11 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from entrypoint.errors import ConfigError
-from entrypoint.health import (
-    CachedAppCheck,
-    HealthMetrics,
-    HealthProcess,
-    HealthState,
-    Phase,
-    apply_message,
-    build_metrics,
-    make_wsgi_app,
-    probe,
-    summarize_error,
-)
+from entrypoint.health.app import make_wsgi_app
+from entrypoint.health.metrics import HealthMetrics, build_metrics
+from entrypoint.health.probe import CachedAppCheck, probe
+from entrypoint.health.process import HealthProcess
+from entrypoint.health.state import HealthState, RunPhase, apply_message, summarize_error
 
 if TYPE_CHECKING:
     from wsgiref.types import WSGIApplication
@@ -125,7 +118,7 @@ def kill_health_child(pid: int) -> None:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except FileNotFoundError:
         return
-    if b"entrypoint._healthd" in cmdline:
+    if b"entrypoint.health.server" in cmdline:
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -239,7 +232,7 @@ def health(processes: Processes) -> HealthProcess:
 
 def test_livez_answers_ok(state: HealthState, registry: CollectorRegistry) -> None:
     """/livez is 200 with {"status": "ok"} whatever the phase."""
-    state.phase = Phase.FAILED
+    state.phase = RunPhase.FAILED
     status, headers, body = call(make_wsgi_app(state, registry), "/livez")
     assert (status, json.loads(body)) == (200, {"status": "ok"})
     assert headers["Content-Type"] == "application/json"
@@ -446,7 +439,7 @@ def test_metrics_phase_is_a_state_set(
             if family.name == "entrypoint_phase"
             for sample in family.samples
         }
-        assert values == {p.value: (1.0 if p == phase else 0.0) for p in Phase}
+        assert values == {p.value: (1.0 if p == phase else 0.0) for p in RunPhase}
 
 
 def test_metrics_speak_openmetrics_when_asked(
@@ -481,7 +474,7 @@ def test_bad_messages_change_nothing(
         {"type": "lock_holder_change", "database": ""},
     ):
         assert not apply_message(state, metrics, message), message
-    assert state.phase is Phase.WAITING_FOR_DATABASE
+    assert state.phase is RunPhase.WAITING_FOR_DATABASE
     assert call(make_wsgi_app(state, registry), "/metrics")[2] == before
 
 
@@ -685,7 +678,9 @@ def test_dead_child_is_reaped_and_send_never_raises(health: HealthProcess) -> No
 def test_child_ignores_bad_lines_on_its_pipe(processes: Processes) -> None:
     """Garbage, non-objects and unknown types on stdin are skipped; later messages still apply."""
     port = free_port()
-    child = processes.popen([sys.executable, "-m", "entrypoint._healthd", "127.0.0.1", str(port)])
+    child = processes.popen(
+        [sys.executable, "-m", "entrypoint.health.server", "127.0.0.1", str(port)]
+    )
     assert child.stdout is not None
     assert child.stdin is not None
     assert child.stdout.readline() == f"listening 127.0.0.1 {port}\n".encode()
@@ -713,7 +708,7 @@ def test_child_ends_when_the_entrypoint_is_killed_before_exec(
         textwrap.dedent(
             f"""
             import time
-            from entrypoint.health import HealthProcess
+            from entrypoint.health.process import HealthProcess
             health = HealthProcess.start("127.0.0.1", {port})
             health.send("phase", phase="migrating", database="default")
             print(health.pid, flush=True)
@@ -736,7 +731,7 @@ def test_child_ends_when_the_entrypoint_is_killed_before_exec(
 
 EXEC_SCRIPT = """
 import os, sys
-from entrypoint.health import HealthProcess
+from entrypoint.health.process import HealthProcess
 
 port, app_url, *program = sys.argv[1:]
 health = HealthProcess.start("127.0.0.1", int(port))

@@ -19,7 +19,7 @@ import pytest
 from django.db import migrations, models
 from django.db.migrations.state import ProjectState
 
-from entrypoint.impact import Effect, LockNote, Server, table_locks
+from entrypoint.plan.locknotes import Effect, LockNote, Server, table_locks
 from tests.conftest import REPO, TESTS, Launcher, PgDatabase
 from tests.mysql_fixtures import MySQLDatabase
 

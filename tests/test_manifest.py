@@ -20,8 +20,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from entrypoint import manifest
-from entrypoint.audit import create_table_sql
+from entrypoint.audit.table import create_table_sql
+from entrypoint.fastpath import check as fastcheck
+from entrypoint.fastpath import files as fastfiles
+from entrypoint.fastpath import manifest
+from entrypoint.fastpath.verdict import Doubt, Verdict
 from entrypoint.locks import lock_key
 from entrypoint.locks.mysql import lock_name as mysql_lock_name
 from tests.conftest import REPO, TESTS, Launcher, PgDatabase
@@ -111,7 +114,7 @@ def test_freeze_records_every_node_its_file_and_no_secret(
     on_disk = {(path.parent.parent.name, path.stem) for path in project.glob("*/migrations/0*.py")}
     assert {(m["app"], m["name"]) for m in data["migrations"]} == on_disk
     for m in data["migrations"]:
-        assert m["file"]["sha256"] == manifest.sha256_of(m["file"]["path"])
+        assert m["file"]["sha256"] == fastfiles.sha256_of(m["file"]["path"])
     replaces = {(m["app"], m["name"]): m.get("replaces") for m in data["migrations"]}
     assert replaces[LEDGER_SQUASH] == [list(n) for n in LEDGER_REPLACED]
     assert replaces[ARCHIVE_SQUASH] == [list(n) for n in ARCHIVE_REPLACED]
@@ -361,11 +364,11 @@ def test_a_database_migrated_without_the_entrypoint_takes_the_full_path_once(
 
 
 def test_the_fast_path_counts_the_same_runs_as_unfinished_as_the_audit_trail() -> None:
-    """The fast path does not import the audit module (it must stay light), so it keeps its own
-    copy of the statuses that leave post-migrate work undone; the two must agree."""
-    from entrypoint import audit
+    """The fast path takes the statuses that leave post-migrate work undone from the audit
+    trail's one definition (its typed rows, which import no Django)."""
+    from entrypoint.audit import rows
 
-    assert manifest.UNFINISHED == audit.UNFINISHED
+    assert fastcheck.UNFINISHED is rows.UNFINISHED
 
 
 def test_a_database_that_is_not_up_yet_is_left_to_the_wait(
@@ -506,7 +509,7 @@ def agreement(pg_server: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         values = {"INSTALLED_APPS": ["ledger", "archive", "shelf"],
                   "DATABASES": {"default": pg.django()}}  # fmt: skip
 
-        def answers(self, rows: set[Node]) -> tuple[list[Node], bool, manifest.Verdict]:
+        def answers(self, rows: set[Node]) -> tuple[list[Node], bool, Verdict]:
             """Record exactly ``rows``, then ask Django (plan, history consistent) and the fast
             path."""
             with conn.transaction():
@@ -516,7 +519,7 @@ def agreement(pg_server: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
                         "INSERT INTO django_migrations (app, name, applied) VALUES (%s, %s, now())",
                         sorted(rows),
                     )
-            verdict = manifest.verify(self.frozen, self.values, ("default",))
+            verdict = fastcheck.verify(self.frozen, self.values, ("default",))
             plan, consistent = oracle.plan()
             return plan, consistent, verdict
 
@@ -638,8 +641,8 @@ def test_any_damaged_manifest_is_a_doubt_never_a_crash(agreement: Any, data: st.
         else:
             parent[key] = data.draw(JSON)
     try:
-        checked = manifest.check_files(manifest.from_json(document))
-    except manifest.Doubt:
+        checked = fastfiles.check_files(manifest.from_json(document))
+    except Doubt:
         return
     assert checked >= 0
 

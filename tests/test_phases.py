@@ -23,20 +23,13 @@ from django.db.migrations.migration import Migration
 from django.db.migrations.operations.base import Operation
 
 from entrypoint.errors import EX_DATAERR, EX_USAGE, ConfigError
-from entrypoint.phases import (
-    Phase,
-    PlanCannotBeSplit,
-    PlannedMigration,
-    Policy,
-    classify_plan,
-    migration_mark,
-    migration_reversible,
-    parse_overrides,
-    plan_targets,
-    split_plan,
-)
+from entrypoint.plan.classify import classify_plan
+from entrypoint.plan.marks import migration_mark, parse_overrides
+from entrypoint.plan.policy import plan_targets, split_plan
+from entrypoint.plan.reversibility import migration_reversible
+from entrypoint.plan.types import DeployPhase, PlanCannotBeSplit, PlannedMigration, Policy
 
-PRE, POST = Phase.PRE_DEPLOY, Phase.POST_DEPLOY
+PRE, POST = DeployPhase.PRE_DEPLOY, DeployPhase.POST_DEPLOY
 PHASEPROJ = Path(__file__).parent / "projects" / "phaseproj"
 
 
@@ -176,7 +169,7 @@ NOT_NULL_ADD = (
     "so inserts from old code, which omit the column, fail; add it with db_default, or "
     "nullable first"
 )
-CLASSIFICATION: list[tuple[str, Operation, Phase, str]] = [
+CLASSIFICATION: list[tuple[str, Operation, DeployPhase, str]] = [
     # models
     (
         "create model",
@@ -707,7 +700,7 @@ CLASSIFICATION: list[tuple[str, Operation, Phase, str]] = [
     [row[1:] for row in CLASSIFICATION],
     ids=[row[0] for row in CLASSIFICATION],
 )
-def test_classification_table(operation: Operation, phase: Phase, reason: str) -> None:
+def test_classification_table(operation: Operation, phase: DeployPhase, reason: str) -> None:
     """Each kind of operation gets its phase and a reason that says what old code would hit."""
     planned = after_initial(operation)
     assert [(op.phase, op.reason) for op in planned.operations] == [(phase, reason)]
@@ -954,10 +947,16 @@ class Stage(enum.Enum):
 
 DROP = migrations.RemoveField("product", "sku")  # post-deploy without a mark
 
-MARKS: list[tuple[str, dict[str, object], Phase, str, str]] = [
+MARKS: list[tuple[str, dict[str, object], DeployPhase, str, str]] = [
     ("own pre", {"entrypoint_phase": "pre-deploy"}, PRE, "entrypoint", "entrypoint_phase"),
     ("own post", {"entrypoint_phase": "post-deploy"}, POST, "entrypoint", "entrypoint_phase"),
-    ("own enum", {"entrypoint_phase": Phase.PRE_DEPLOY}, PRE, "entrypoint", "entrypoint_phase"),
+    (
+        "own enum",
+        {"entrypoint_phase": DeployPhase.PRE_DEPLOY},
+        PRE,
+        "entrypoint",
+        "entrypoint_phase",
+    ),
     (
         "safe before",
         {"safe": Safe.before_deploy()},
@@ -1002,7 +1001,7 @@ MARKS: list[tuple[str, dict[str, object], Phase, str, str]] = [
     ids=[row[0] for row in MARKS],
 )
 def test_marks_win_over_classification(
-    attrs: dict[str, object], phase: Phase, marked_by: str, source: str
+    attrs: dict[str, object], phase: DeployPhase, marked_by: str, source: str
 ) -> None:
     """A mark sets the phase whatever the operations say, ours first, then safemigrate, syzygy."""
     planned = after_initial(DROP, migrations.RunPython(backfill), **attrs)
@@ -1079,7 +1078,7 @@ def test_marks_in_the_test_project_are_read_in_each_form() -> None:
 
 
 def _chain(
-    *specs: tuple[str, str, Phase, Sequence[tuple[str, str]]],
+    *specs: tuple[str, str, DeployPhase, Sequence[tuple[str, str]]],
 ) -> tuple[list[PlannedMigration], MigrationGraph]:
     """Planned migrations with given phases and dependencies, and the graph they form."""
     built = [migration(app, name, deps=deps) for app, name, _, deps in specs]

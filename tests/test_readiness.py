@@ -144,7 +144,7 @@ def health_child(pid: int) -> int:
     children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     for child in children:
         cmdline = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
-        if b"entrypoint._healthd" in cmdline:
+        if b"entrypoint.health.server" in cmdline:
             return int(child)
     msg = f"no health child under {pid}: {children}"
     raise AssertionError(msg)
