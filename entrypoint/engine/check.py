@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from django.db.migrations.questioner import NonInteractiveMigrationQuestioner
 
-from entrypoint.engine.graph import phase_overrides
+from entrypoint.engine.graph import app_conflict_message, history_mismatch_message, phase_overrides
 from entrypoint.errors import ConfigError
 from entrypoint.plan.classify import classify_plan
 from entrypoint.plan.policy import split_plan
@@ -100,24 +100,13 @@ def _conflicts(alias: str, loader: Any, connection: BaseDatabaseWrapper) -> list
     from django.db.migrations.exceptions import InconsistentMigrationHistory
 
     problems = [
-        Problem(
-            "conflict",
-            alias,
-            f"{app} has conflicting migrations {', '.join(sorted(names))} (several leaf nodes); "
-            f"run 'python manage.py makemigrations --merge {app}' and commit the merge migration",
-            app,
-        )
+        Problem("conflict", alias, app_conflict_message(app, names), app)
         for app, names in sorted(loader.detect_conflicts().items())
     ]
     try:
         loader.check_consistent_history(connection)
     except InconsistentMigrationHistory as exc:
-        message = (
-            f"the migration history of database {alias!r} does not match the code: "
-            f"{str(exc).rstrip('.')}; "
-            "repair the django_migrations table before deploying"
-        )
-        problems.append(Problem("conflict", alias, message))
+        problems.append(Problem("conflict", alias, history_mismatch_message(alias, exc)))
     return problems
 
 

@@ -27,6 +27,22 @@ def conflicts_message(conflicts: dict[str, list[str]]) -> str:
     )
 
 
+def app_conflict_message(app: str, names: list[str]) -> str:
+    """One app's conflicting leaf nodes, as ``check`` reports them, with the fix."""
+    return (
+        f"{app} has conflicting migrations {', '.join(sorted(names))} (several leaf nodes); "
+        f"run 'python manage.py makemigrations --merge {app}' and commit the merge migration"
+    )
+
+
+def history_mismatch_message(alias: str, exc: BaseException) -> str:
+    """An inconsistent history, as ``check`` reports it before a deploy."""
+    return (
+        f"the migration history of database {alias!r} does not match the code: "
+        f"{str(exc).rstrip('.')}; repair the django_migrations table before deploying"
+    )
+
+
 def check_conflicts() -> None:
     """Refuse a migration graph with several leaf nodes in one app (read from disk only)."""
     from django.db.migrations.loader import MigrationLoader

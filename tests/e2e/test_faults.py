@@ -9,8 +9,9 @@ import time
 
 import pytest
 
-from tests.conftest import Launcher, PgDatabase, migrations_on_disk
-from tests.pgcluster import Cluster, find_bindir, free_port, port_answers
+from tests.support.databases import PgDatabase
+from tests.support.pgcluster import Cluster, find_bindir, free_port, port_answers
+from tests.support.processes import Launcher, migrations_on_disk
 
 
 def own_rows(pg: PgDatabase) -> list[tuple[str, str]]:

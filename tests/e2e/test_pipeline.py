@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Launcher, PgDatabase, migrations_on_disk, sqlite_databases
+from tests.support.databases import PgDatabase
+from tests.support.processes import Launcher, migrations_on_disk, sqlite_databases
 
 APPS = ("inventory", "orders")
 

@@ -22,8 +22,8 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from tests.pgcluster import port_answers
 from tests.support import optional
+from tests.support.pgcluster import port_answers
 
 HOW_TO_RUN = (
     "no MySQL/MariaDB server: set TEST_MYSQL_URL=mysql://USER:PASSWORD@HOST:3306/ or run "
@@ -197,21 +197,39 @@ class ThrowAwayMariaDB:
         self.data = self.root / "data"
         self.process: subprocess.Popen[bytes] | None = None
         subprocess.run(
-            [installer, "--no-defaults", f"--datadir={self.data}", "--skip-test-db",
-             "--auth-root-authentication-method=normal", f"--user={_user()}"],
-            check=True, capture_output=True, timeout=120,
-        )  # fmt: skip
+            [
+                installer,
+                "--no-defaults",
+                f"--datadir={self.data}",
+                "--skip-test-db",
+                "--auth-root-authentication-method=normal",
+                f"--user={_user()}",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
 
     def start(self) -> None:
         """Start the server in the background on 127.0.0.1:port; do not wait for it."""
         with (self.root / "log").open("wb") as log:
             self.process = subprocess.Popen(
-                [self.server, "--no-defaults", f"--datadir={self.data}", f"--port={self.port}",
-                 "--bind-address=127.0.0.1", f"--socket={self.root / 'sock'}",
-                 f"--pid-file={self.root / 'pid'}", f"--user={_user()}",
-                 "--innodb-buffer-pool-size=16M", "--skip-log-bin"],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            )  # fmt: skip
+                [
+                    self.server,
+                    "--no-defaults",
+                    f"--datadir={self.data}",
+                    f"--port={self.port}",
+                    "--bind-address=127.0.0.1",
+                    f"--socket={self.root / 'sock'}",
+                    f"--pid-file={self.root / 'pid'}",
+                    f"--user={_user()}",
+                    "--innodb-buffer-pool-size=16M",
+                    "--skip-log-bin",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
 
     def wait_accepting(self, timeout: float = 30) -> float:
         """Block until the port accepts connections; return that moment (monotonic)."""

@@ -38,8 +38,8 @@ from entrypoint.health.server import (
     listen,
     wsgi_environ,
 )
-from tests.pgcluster import free_port
 from tests.support.hostile import HALF_HEAD, attacking, probe_every, probe_once, status_kb
+from tests.support.pgcluster import free_port
 
 if TYPE_CHECKING:
     from wsgiref.types import StartResponse, WSGIEnvironment

@@ -9,8 +9,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from tests.conftest import TESTPROJ, Launcher, PgDatabase
-from tests.mysql_fixtures import MySQLDatabase
+from tests.support.databases import PgDatabase
+from tests.support.mysql import MySQLDatabase
+from tests.support.paths import TESTPROJ
+from tests.support.processes import Launcher
 
 ORDER_NOTE = (
     "SELECT count(*) FROM django_migrations WHERE app = 'orders' AND name = '0003_order_note'"
@@ -24,8 +26,11 @@ def one_alter_pending(launcher: Launcher, database: dict[str, Any]) -> dict[str,
     assert launcher.run(["migrate"], env).popen.returncode == 0
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "orders", "0002", "--noinput", "-v0"],
-        cwd=TESTPROJ, env=env, check=True, timeout=60,
-    )  # fmt: skip
+        cwd=TESTPROJ,
+        env=env,
+        check=True,
+        timeout=60,
+    )
     return env
 
 

@@ -13,17 +13,10 @@ import pytest
 
 from entrypoint.cli import COMMANDS
 from entrypoint.locks import lock_key
-from tests.conftest import (
-    ERROR_PREFIX,
-    REPO,
-    SECRET,
-    TESTS,
-    Launcher,
-    PgDatabase,
-    run_bad,
-    sqlite_databases,
-)
-from tests.pgcluster import Cluster, find_bindir, free_port
+from tests.support.databases import PgDatabase
+from tests.support.paths import REPO, TESTS
+from tests.support.pgcluster import Cluster, find_bindir, free_port
+from tests.support.processes import ERROR_PREFIX, SECRET, Launcher, run_bad, sqlite_databases
 
 
 def pg_entry(pg: PgDatabase, **extra: Any) -> dict[str, Any]:
@@ -149,15 +142,46 @@ def test_configuration_errors(
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
-        (["run"], 64, "run needs the command to exec after --, e.g. django-entrypoint run -- gunicorn mysite.wsgi"),
-        (["run", "--"], 64, "run needs the command to exec after --, e.g. django-entrypoint run -- gunicorn mysite.wsgi"),
-        (["frobnicate"], 64, f"unknown command 'frobnicate'; use one of {', '.join(COMMANDS)} (see 'django-entrypoint --help')"),
-        ([], 64, f"no command given; use one of {', '.join(COMMANDS)} (see 'django-entrypoint --help')"),
-        (["run", "--", "no-such-program-xyz"], 127, "cannot run 'no-such-program-xyz': command not found; check the command after -- and PATH"),
-        (["run", "--", "/dev/null"], 126, "cannot run '/dev/null': permission denied; make it executable (chmod +x)"),
+        (
+            ["run"],
+            64,
+            "run needs the command to exec after --, e.g. django-entrypoint run -- gunicorn mysite.wsgi",
+        ),
+        (
+            ["run", "--"],
+            64,
+            "run needs the command to exec after --, e.g. django-entrypoint run -- gunicorn mysite.wsgi",
+        ),
+        (
+            ["frobnicate"],
+            64,
+            f"unknown command 'frobnicate'; use one of {', '.join(COMMANDS)} (see 'django-entrypoint --help')",
+        ),
+        (
+            [],
+            64,
+            f"no command given; use one of {', '.join(COMMANDS)} (see 'django-entrypoint --help')",
+        ),
+        (
+            ["run", "--", "no-such-program-xyz"],
+            127,
+            "cannot run 'no-such-program-xyz': command not found; check the command after -- and PATH",
+        ),
+        (
+            ["run", "--", "/dev/null"],
+            126,
+            "cannot run '/dev/null': permission denied; make it executable (chmod +x)",
+        ),
     ],
-    ids=["run-without-command", "nothing-after-dashes", "unknown-command", "no-command", "not-found", "not-executable"],
-)  # fmt: skip
+    ids=[
+        "run-without-command",
+        "nothing-after-dashes",
+        "unknown-command",
+        "no-command",
+        "not-found",
+        "not-executable",
+    ],
+)
 def test_command_line_errors(
     launcher: Launcher, tmp_path: Path, args: list[str], code: int, message: str
 ) -> None:
@@ -168,8 +192,14 @@ def test_command_line_errors(
 def test_unreachable_host_times_out_with_69(launcher: Launcher) -> None:
     """Nothing listens: the wait ends at its deadline with 69 and what to check."""
     port = free_port()
-    entry = {"ENGINE": "django.db.backends.postgresql", "NAME": "app", "USER": "app",
-             "PASSWORD": SECRET, "HOST": "127.0.0.1", "PORT": str(port)}  # fmt: skip
+    entry = {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": "app",
+        "USER": "app",
+        "PASSWORD": SECRET,
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+    }
     env = launcher.env({"default": entry}, ENTRYPOINT_WAIT_TIMEOUT="1")
     code, line = run_bad(launcher, ["migrate"], env)
     assert code == 69
@@ -184,8 +214,14 @@ def test_unreachable_host_times_out_with_69(launcher: Launcher) -> None:
 
 def test_unknown_host_fails_at_once(launcher: Launcher) -> None:
     """An unknown host name is permanent: no waiting, 69, and the fix."""
-    entry = {"ENGINE": "django.db.backends.postgresql", "NAME": "app", "USER": "app",
-             "PASSWORD": SECRET, "HOST": "no-such-host.invalid", "PORT": "5432"}  # fmt: skip
+    entry = {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": "app",
+        "USER": "app",
+        "PASSWORD": SECRET,
+        "HOST": "no-such-host.invalid",
+        "PORT": "5432",
+    }
     env = launcher.env({"default": entry}, ENTRYPOINT_WAIT_TIMEOUT="30")
     proc = launcher.run(["migrate"], env, timeout=20)
     assert proc.popen.returncode == 69
@@ -198,8 +234,14 @@ def test_unknown_host_fails_at_once(launcher: Launcher) -> None:
 
 def test_wrong_password_fails_at_once(launcher: Launcher, password_server: int) -> None:
     """A wrong password is permanent: 69 at once, the fix named, the password never shown."""
-    entry = {"ENGINE": "django.db.backends.postgresql", "NAME": "postgres", "USER": "postgres",
-             "PASSWORD": SECRET, "HOST": "127.0.0.1", "PORT": str(password_server)}  # fmt: skip
+    entry = {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": "postgres",
+        "USER": "postgres",
+        "PASSWORD": SECRET,
+        "HOST": "127.0.0.1",
+        "PORT": str(password_server),
+    }
     code, line = run_bad(launcher, ["migrate"], launcher.env({"default": entry}))
     assert (code, line) == (
         69,

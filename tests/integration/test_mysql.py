@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from entrypoint.locks.mysql import MAX_NAME, SLICE, MySQLLock, lock_name
-from tests.conftest import ERROR_PREFIX, SECRET, Launcher, migrations_on_disk, run_bad
-from tests.mysql_fixtures import MySQLDatabase, ThrowAwayMariaDB, find_mariadbd
-from tests.pgcluster import free_port
+from tests.support.mysql import MySQLDatabase, ThrowAwayMariaDB, find_mariadbd
+from tests.support.pgcluster import free_port
+from tests.support.processes import ERROR_PREFIX, SECRET, Launcher, migrations_on_disk, run_bad
 
 APPS = ("inventory", "orders")
 
@@ -260,8 +260,13 @@ def test_sigterm_while_connecting_to_a_silent_host_exits_at_once(launcher: Launc
     timeout): the run still ends within a second with 143."""
     # 10.255.255.1 is unroutable: the connection attempt hangs until its timeout where packets
     # are dropped, and fails at once where the network answers; both are a wait for the database.
-    entry = {"ENGINE": "django.db.backends.mysql", "NAME": "app", "USER": "app",
-             "HOST": "10.255.255.1", "PORT": "3306"}  # fmt: skip
+    entry = {
+        "ENGINE": "django.db.backends.mysql",
+        "NAME": "app",
+        "USER": "app",
+        "HOST": "10.255.255.1",
+        "PORT": "3306",
+    }
     proc = launcher.start(["wait"], launcher.env({"default": entry}, ENTRYPOINT_WAIT_TIMEOUT="60"))
     proc.wait_for_event("databases")
     time.sleep(0.5)
@@ -280,8 +285,13 @@ def test_a_database_started_late_is_seen_within_a_second(launcher: Launcher) -> 
     port = free_port()
     server = ThrowAwayMariaDB(port)
     try:
-        entry = {"ENGINE": "django.db.backends.mysql", "NAME": "mysql", "USER": "root",
-                 "HOST": "127.0.0.1", "PORT": str(port)}  # fmt: skip
+        entry = {
+            "ENGINE": "django.db.backends.mysql",
+            "NAME": "mysql",
+            "USER": "root",
+            "HOST": "127.0.0.1",
+            "PORT": str(port),
+        }
         proc = launcher.start(
             ["wait"], launcher.env({"default": entry}, ENTRYPOINT_WAIT_TIMEOUT="60")
         )
@@ -326,8 +336,14 @@ def test_unknown_database_fails_at_once(launcher: Launcher, mysql_db: MySQLDatab
 @pytest.mark.mysql
 def test_unknown_host_fails_at_once(launcher: Launcher) -> None:
     """An unknown host name is permanent: 69 at once with the fix."""
-    entry = {"ENGINE": "django.db.backends.mysql", "NAME": "app", "USER": "app",
-             "PASSWORD": SECRET, "HOST": "no-such-host.invalid", "PORT": "3306"}  # fmt: skip
+    entry = {
+        "ENGINE": "django.db.backends.mysql",
+        "NAME": "app",
+        "USER": "app",
+        "PASSWORD": SECRET,
+        "HOST": "no-such-host.invalid",
+        "PORT": "3306",
+    }
     env = launcher.env({"default": entry}, ENTRYPOINT_WAIT_TIMEOUT="30")
     code, line = run_bad(launcher, ["migrate"], env)
     assert (code, line) == (
@@ -342,8 +358,14 @@ def test_refused_connection_is_retried_until_the_deadline(launcher: Launcher) ->
     """Nothing listens: connection refused is transient, retried, and ends at the deadline
     with 69."""
     port = free_port()
-    entry = {"ENGINE": "django.db.backends.mysql", "NAME": "app", "USER": "app",
-             "PASSWORD": SECRET, "HOST": "127.0.0.1", "PORT": str(port)}  # fmt: skip
+    entry = {
+        "ENGINE": "django.db.backends.mysql",
+        "NAME": "app",
+        "USER": "app",
+        "PASSWORD": SECRET,
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+    }
     env = launcher.env({"default": entry}, ENTRYPOINT_WAIT_TIMEOUT="1")
     proc = launcher.run(["migrate"], env)
     assert proc.popen.returncode == 69
@@ -379,8 +401,14 @@ def test_a_server_that_drops_connections_is_waited_for(launcher: Launcher) -> No
 
     threading.Thread(target=drop_all, daemon=True).start()
     try:
-        entry = {"ENGINE": "django.db.backends.mysql", "NAME": "app", "USER": "app",
-                 "PASSWORD": SECRET, "HOST": "127.0.0.1", "PORT": str(port)}  # fmt: skip
+        entry = {
+            "ENGINE": "django.db.backends.mysql",
+            "NAME": "app",
+            "USER": "app",
+            "PASSWORD": SECRET,
+            "HOST": "127.0.0.1",
+            "PORT": str(port),
+        }
         env = launcher.env({"default": entry}, ENTRYPOINT_WAIT_TIMEOUT="1")
         proc = launcher.run(["wait"], env)
     finally:
@@ -477,8 +505,20 @@ def test_lock_timeout_exits_75_naming_the_holder(
 
 def runs(db: MySQLDatabase) -> list[dict[str, Any]]:
     """Audit rows, oldest first, with the JSON columns decoded."""
-    names = ("id", "kind", "status", "release_label", "started_at", "finished_at", "applied",
-             "current_migration", "current_atomic", "error", "rollback_of", "resolved_by")  # fmt: skip
+    names = (
+        "id",
+        "kind",
+        "status",
+        "release_label",
+        "started_at",
+        "finished_at",
+        "applied",
+        "current_migration",
+        "current_atomic",
+        "error",
+        "rollback_of",
+        "resolved_by",
+    )
     rows = db.query(f"SELECT {', '.join(names)} FROM entrypoint_migration_run ORDER BY seq")
     decoded = []
     for row in rows:
@@ -558,8 +598,10 @@ def test_a_migration_failing_before_any_change_is_rolled_back_on_failure(
     assert (schema(mysql_db), recorded(mysql_db)) == before
     failed = runs(mysql_db)[-1]
     assert (failed["status"], failed["current_migration"], failed["current_atomic"]) == (
-        "rolled_back", "broken.0002_fails", 1,
-    )  # fmt: skip
+        "rolled_back",
+        "broken.0002_fails",
+        1,
+    )
     again = launcher.run(["migrate"], {**env, "TESTPROJ_EXTRA_APPS": "broken"})
     assert again.popen.returncode == 70
     assert again.error_lines()[-1].startswith(
@@ -589,8 +631,10 @@ def test_a_migration_failing_half_way_stops_the_next_runs_until_accepted(
     assert ("halfway", "0002_colour") not in recorded(mysql_db)
     failed = runs(mysql_db)[-1]
     assert (failed["status"], failed["current_migration"], failed["current_atomic"]) == (
-        "failed", "halfway.0002_colour", 0,
-    )  # fmt: skip
+        "failed",
+        "halfway.0002_colour",
+        0,
+    )
 
     gated = (
         f"run {failed['id']} failed while applying halfway.0002_colour on database 'default'; "

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Launcher, migrations_on_disk, sqlite_databases
+from tests.support.processes import Launcher, migrations_on_disk, sqlite_databases
 
 REPLICAS = 8
 OWN_APPS = ("inventory", "orders")

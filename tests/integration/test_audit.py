@@ -16,14 +16,31 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Launcher, PgDatabase
+from tests.support.databases import PgDatabase
+from tests.support.processes import Launcher
 
 PREFIX = "django-entrypoint: error: "
 RUN_FIELDS = {
-    "id", "kind", "database", "status", "release", "phase", "host", "pid", "started_at",
-    "finished_at", "lock_wait_ms", "total_ms", "planned", "applied", "current_migration",
-    "current_atomic", "error", "rollback_of", "resolved_by",
-}  # fmt: skip
+    "id",
+    "kind",
+    "database",
+    "status",
+    "release",
+    "phase",
+    "host",
+    "pid",
+    "started_at",
+    "finished_at",
+    "lock_wait_ms",
+    "total_ms",
+    "planned",
+    "applied",
+    "current_migration",
+    "current_atomic",
+    "error",
+    "rollback_of",
+    "resolved_by",
+}
 
 
 @dataclass
@@ -146,8 +163,11 @@ def test_a_run_is_one_row_with_its_plan_durations_and_outcome(launcher: Launcher
     assert done["planned"] == recorded
     assert all(isinstance(s["duration_ms"], int) and s["duration_ms"] >= 0 for s in done["steps"])
     assert (done["kind"], done["status"], done["release_label"], done["phase"]) == (
-        "migrate", "succeeded", "v1.2.3", "all",
-    )  # fmt: skip
+        "migrate",
+        "succeeded",
+        "v1.2.3",
+        "all",
+    )
     assert (done["pid"], done["host"]) == (first.pid, socket.gethostname())
     assert (done["current_migration"], done["error"]) == (None, None)
     assert done["finished_at"] is not None
@@ -199,8 +219,9 @@ def test_sigkill_mid_run_is_marked_interrupted_by_the_next_run(launcher: Launche
     assert killed["applied"] + resumed["applied"] == db.migrations()
     reported = follower.wait_for_event("interrupted_run")
     assert (reported["interrupted_run"], reported["migration"]) == (
-        killed["id"], "inventory.0003_slow",
-    )  # fmt: skip
+        killed["id"],
+        "inventory.0003_slow",
+    )
 
 
 def _wait_until(check: Any, timeout: float, what: str) -> None:
@@ -254,8 +275,11 @@ def test_an_interrupted_non_atomic_migration_stops_the_next_runs_until_accepted(
             "SELECT count(*) FROM pg_stat_activity "
             "WHERE datname = current_database() AND query LIKE 'CREATE INDEX CONCURRENTLY%%'"
         )
-        _wait_until(lambda: pg_db.query(building + " AND wait_event_type = 'Lock'")[0][0] == 1,
-                    20, "the index build waiting")  # fmt: skip
+        _wait_until(
+            lambda: pg_db.query(building + " AND wait_event_type = 'Lock'")[0][0] == 1,
+            20,
+            "the index build waiting",
+        )
         os.killpg(holder.pid, signal.SIGKILL)
         holder.wait(10)
         # The server notices the vanished client (client_connection_check_interval).
@@ -271,8 +295,9 @@ def test_an_interrupted_non_atomic_migration_stops_the_next_runs_until_accepted(
     killed = db.runs()[0]
     assert killed["status"] == "interrupted"
     assert (killed["current_migration"], killed["current_atomic"]) == (
-        "orders.0002_index_concurrently", 0,
-    )  # fmt: skip
+        "orders.0002_index_concurrently",
+        0,
+    )
     assert error_of(refused) == (
         f"run {killed['id']} was interrupted while applying orders.0002_index_concurrently on "
         "database 'default'; that migration is not atomic and may be partly applied; invalid "
@@ -333,8 +358,17 @@ def test_history_prints_the_runs_newest_first(launcher: Launcher, sqlite_db: Db)
     assert [run["id"] for run in limited] == [newest["id"]]
 
     text = launcher.run(["history"], env).stdout().splitlines()
-    assert text[0].split() == ["RUN", "KIND", "STATUS", "DATABASE", "RELEASE", "STARTED", "(UTC)",
-                               "TOOK", "SUMMARY"]  # fmt: skip
+    assert text[0].split() == [
+        "RUN",
+        "KIND",
+        "STATUS",
+        "DATABASE",
+        "RELEASE",
+        "STARTED",
+        "(UTC)",
+        "TOOK",
+        "SUMMARY",
+    ]
     heads = [line.split()[:5] for line in text[1:] if not line.startswith(" ")]
     assert heads == [
         [newest["id"], "migrate", "failed", "default", "-"],

@@ -21,8 +21,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.conftest import ERROR_PREFIX, TESTPROJ, Launcher, PgDatabase, Proc
-from tests.pgcluster import Cluster, find_bindir, free_port
+from tests.support.databases import PgDatabase
+from tests.support.paths import TESTPROJ
+from tests.support.pgcluster import Cluster, find_bindir, free_port
+from tests.support.processes import ERROR_PREFIX, Launcher, Proc
 
 RUNS = "SELECT id, status, error FROM entrypoint_migration_run ORDER BY seq"
 
@@ -76,8 +78,13 @@ def assert_clean(launcher: Launcher, pg: PgDatabase, env: dict[str, str]) -> Non
     assert len(rows) == len(set(rows)), "a migration was recorded more than once"
     check = subprocess.run(
         [sys.executable, "manage.py", "migrate", "--check", "--noinput"],
-        cwd=TESTPROJ, env=env, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        cwd=TESTPROJ,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert check.returncode == 0, check.stdout + check.stderr
     assert [r for r in runs(pg) if r[1] == "running"] == []
 
@@ -340,8 +347,10 @@ def test_a_fault_inside_a_migration_leaves_one_clean_run(
     holder = launcher.start(["migrate"], env)
     run = run_id(holder)
     holder.wait_for_event("migration_started", migration="0003_slow")
-    wait_for(lambda: pg.query("SELECT 1 FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%%'"),
-             what="the slow statement on the server")  # fmt: skip
+    wait_for(
+        lambda: pg.query("SELECT 1 FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%%'"),
+        what="the slow statement on the server",
+    )
     fault.inflict(holder, pg, run, cluster)
     assert holder.wait(15) == fault.exit_code, holder.stderr()[-2000:]
     follower = launcher.run(["migrate"], launcher.env({"default": pg.django()}))
@@ -399,8 +408,9 @@ def test_a_holder_cut_off_mid_migration_commits_nothing_after_another_took_over(
     bindir = find_bindir()
     assert bindir is not None, "needs initdb/pg_ctl (PATH, /usr/lib/postgresql or pgserver)"
     with Namespace() as ns:
-        server = Cluster(bindir, free_port(), listen=f"127.0.0.1,{ns.host_address}",
-                         trust=ns.network)  # fmt: skip
+        server = Cluster(
+            bindir, free_port(), listen=f"127.0.0.1,{ns.host_address}", trust=ns.network
+        )
         server.start()
         try:
             pg = _database(server)
@@ -445,8 +455,13 @@ def _mysql_clean(launcher: Launcher, db: Any, env: dict[str, str]) -> None:
     assert len(rows) == len(set(rows)), "a migration was recorded more than once"
     check = subprocess.run(
         [sys.executable, "manage.py", "migrate", "--check", "--noinput"],
-        cwd=TESTPROJ, env=env, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        cwd=TESTPROJ,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert check.returncode == 0, check.stdout + check.stderr
     assert "running" not in _mysql_runs(db).values()
 
@@ -472,9 +487,12 @@ def test_a_killed_connection_on_mariadb_leaves_one_clean_run(
     holder.wait_for_event("migration_started", migration="0003_slow")
     marker = run_marker(run, "default", connection)
     [(ident,)] = wait_for(lambda: mysql_db.query("SELECT IS_USED_LOCK(%s)", (marker,)))
-    wait_for(lambda: mysql_db.query(
-        "SELECT 1 FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT SLEEP%%'"),
-        what="the slow statement")  # fmt: skip
+    wait_for(
+        lambda: mysql_db.query(
+            "SELECT 1 FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT SLEEP%%'"
+        ),
+        what="the slow statement",
+    )
     killed = time.monotonic()
     mysql_db.query(f"KILL {int(ident)}")
     assert holder.wait(15) == exit_code, holder.stderr()[-2000:]
@@ -525,6 +543,7 @@ def test_a_new_holder_kills_the_connections_of_a_run_left_running_on_mariadb(
     assert follower.popen.returncode == 0, follower.stderr()[-2000:]
     ended = follower.wait_for_event("old_run_session_ended")
     assert ended["session"].startswith(f"connection {ident} ")
-    assert mysql_db.query("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = %s",
-                          (ident,)) == [(0,)]  # fmt: skip
+    assert mysql_db.query(
+        "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = %s", (ident,)
+    ) == [(0,)]
     assert _mysql_runs(mysql_db)[old] == "interrupted"

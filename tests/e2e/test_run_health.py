@@ -20,8 +20,9 @@ import psycopg
 import pytest
 
 from entrypoint.locks import lock_key
-from tests.conftest import Launcher, PgDatabase, Proc
-from tests.pgcluster import free_port, port_answers
+from tests.support.databases import PgDatabase
+from tests.support.pgcluster import free_port, port_answers
+from tests.support.processes import Launcher, Proc
 
 
 def get(url: str) -> tuple[int, dict[str, Any]]:
@@ -104,9 +105,12 @@ def test_failed_after_a_failing_migration(launcher: Launcher, pg_db: PgDatabase)
     """A failing migration turns readiness `failed` (503), showing no SQL or database text."""
     port = free_port()
     env = health_env(
-        launcher, {"default": pg_db.django()}, port,
-        TESTPROJ_EXTRA_APPS="broken", ENTRYPOINT_FAILURE_HOLD="10",
-    )  # fmt: skip
+        launcher,
+        {"default": pg_db.django()},
+        port,
+        TESTPROJ_EXTRA_APPS="broken",
+        ENTRYPOINT_FAILURE_HOLD="10",
+    )
     proc = launcher.start(["migrate"], env)
     body = wait_for_readyz(port, proc, phase="failed")
     assert body["http"] == 503
@@ -210,9 +214,11 @@ def test_app_health_url_gates_readiness_after_the_exec(
     """With ENTRYPOINT_APP_HEALTH_URL, readiness after the exec also needs the app to answer."""
     port, app_port = free_port(), free_port()
     env = health_env(
-        launcher, {"default": pg_db.django()}, port,
+        launcher,
+        {"default": pg_db.django()},
+        port,
         ENTRYPOINT_APP_HEALTH_URL=f"http://127.0.0.1:{app_port}/",
-    )  # fmt: skip
+    )
     # The app answers only after a delay: readiness waits for it.
     script = tmp_path / "late_app.py"
     script.write_text("import time\ntime.sleep(2)\n" + APP)
@@ -250,8 +256,9 @@ def pushgateway() -> Iterator[int]:
     port = free_port()
     gateway = subprocess.Popen(
         [binary, f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 20
     while not port_answers("127.0.0.1", port) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -265,9 +272,12 @@ def test_migrate_pushes_its_metrics_to_a_pushgateway(
 ) -> None:
     """A Job's metrics outlive it: `migrate` pushes them to the Pushgateway at its end."""
     env = health_env(
-        launcher, {"default": pg_db.django()}, free_port(),
-        ENTRYPOINT_PUSHGATEWAY_URL=f"http://127.0.0.1:{pushgateway}", ENTRYPOINT_RELEASE="v1.2.3",
-    )  # fmt: skip
+        launcher,
+        {"default": pg_db.django()},
+        free_port(),
+        ENTRYPOINT_PUSHGATEWAY_URL=f"http://127.0.0.1:{pushgateway}",
+        ENTRYPOINT_RELEASE="v1.2.3",
+    )
     proc = launcher.run(["migrate"], env)
     assert proc.popen.returncode == 0, proc.stderr()
     pushed = (

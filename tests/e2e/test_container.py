@@ -32,9 +32,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO, PgDatabase, parse_events
-from tests.pgcluster import free_port
+from tests.support.databases import PgDatabase
 from tests.support.optional import PARTS, unavailable
+from tests.support.paths import REPO
+from tests.support.pgcluster import free_port
+from tests.support.processes import parse_events
 
 IMAGE = "django-entrypoint-example:test"
 LABEL = "org.django-entrypoint.test=container"
@@ -151,24 +153,43 @@ def _requirements() -> list[str]:
 def _fill_wheelhouse(docker: Docker, base: str) -> None:
     """Fetch the wheels the build needs, for the base image's Python, into docker/wheelhouse."""
     version = docker(
-        "run", "--rm", "--network", "host", base, "python3", "-c",
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        base,
+        "python3",
+        "-c",
         "import sys; print('%d.%d' % sys.version_info[:2])",
-    ).stdout.strip()  # fmt: skip
+    ).stdout.strip()
     abi = "cp" + version.replace(".", "")
     machine = platform.machine()
     platforms = [f"manylinux_2_{minor}_{machine}" for minor in (17, 28, 34)]
     done = subprocess.run(
         [
-            sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
-            "--only-binary=:all:", *[arg for p in platforms for arg in ("--platform", p)],
-            "--python-version", version, "--implementation", "cp", "--abi", abi,
-            "--dest", str(WHEELHOUSE), *_requirements(),
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--only-binary=:all:",
+            *[arg for p in platforms for arg in ("--platform", p)],
+            "--python-version",
+            version,
+            "--implementation",
+            "cp",
+            "--abi",
+            abi,
+            "--dest",
+            str(WHEELHOUSE),
+            *_requirements(),
         ],
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
-    )  # fmt: skip
+    )
     if done.returncode != 0:
         unavailable(
             PARTS["docker"],
@@ -214,8 +235,16 @@ def image(docker: Docker) -> str:
     )
     # Earlier builds of the tag are left untagged, and a run killed midway leaves containers:
     # keep the engine's disk from filling up (an hour's grace for runs still going).
-    docker("container", "prune", "--force", "--filter", f"label={LABEL}",
-           "--filter", "until=1h", check=False)  # fmt: skip
+    docker(
+        "container",
+        "prune",
+        "--force",
+        "--filter",
+        f"label={LABEL}",
+        "--filter",
+        "until=1h",
+        check=False,
+    )
     docker("image", "prune", "--force", "--filter", f"label={LABEL}", check=False)
     return IMAGE
 
@@ -264,11 +293,24 @@ def _run(
     pairs = [arg for key, value in env.items() for arg in ("--env", f"{key}={value}")]
     override = ["--entrypoint", command[0]] if command else []
     docker(
-        "run", *(["--detach"] if detach else []), "--name", name, "--label", LABEL,
-        "--network", "host", "--read-only", "--tmpfs", "/tmp", *pairs, *override, image,
+        "run",
+        *(["--detach"] if detach else []),
+        "--name",
+        name,
+        "--label",
+        LABEL,
+        "--network",
+        "host",
+        "--read-only",
+        "--tmpfs",
+        "/tmp",
+        *pairs,
+        *override,
+        image,
         *(command[1:] if command else []),
-        timeout=300, check=detach,
-    )  # fmt: skip
+        timeout=300,
+        check=detach,
+    )
 
 
 def _manifest_container(path: Path, *, init: bool = False) -> tuple[list[str], dict[str, str]]:
@@ -351,7 +393,9 @@ def test_three_replicas_one_migrates_all_ready_and_stop_cleanly(
         list(
             pool.map(
                 lambda r: _run(
-                    docker, image, r.name,
+                    docker,
+                    image,
+                    r.name,
                     {
                         "DATABASE_URL": url,
                         "PORT": str(r.app_port),
@@ -364,7 +408,7 @@ def test_three_replicas_one_migrates_all_ready_and_stop_cleanly(
                 ),
                 replicas,
             )
-        )  # fmt: skip
+        )
 
     _wait_ready(docker, replicas)
 
@@ -439,14 +483,16 @@ def test_docker_stop_while_waiting_for_the_database_exits_143(
     containers.append(replica.name)
     closed = free_port()  # nothing listens there: the wait goes on until the stop
     _run(
-        docker, image, replica.name,
+        docker,
+        image,
+        replica.name,
         {
             "DATABASE_URL": f"postgres://postgres@127.0.0.1:{closed}/none",
             "PORT": str(replica.app_port),
             "ENTRYPOINT_HEALTH_PORT": str(replica.health_port),
             "ENTRYPOINT_WAIT_TIMEOUT": "10m",
         },
-    )  # fmt: skip
+    )
     deadline = time.monotonic() + 120
     status, body = 0, ""
     while time.monotonic() < deadline:
@@ -478,8 +524,14 @@ def test_kubernetes_manifests_commands_work_in_the_image(
         assert env["ENTRYPOINT_PHASE"] == phase
         name = f"ep-test-{run}-{phase}"
         containers.append(name)
-        _run(docker, image, name, {**env, "DATABASE_URL": url, "ENTRYPOINT_RELEASE": run},
-             command, detach=False)  # fmt: skip
+        _run(
+            docker,
+            image,
+            name,
+            {**env, "DATABASE_URL": url, "ENTRYPOINT_RELEASE": run},
+            command,
+            detach=False,
+        )
         assert docker.inspect(name, "{{.State.ExitCode}}") == "0", docker.logs(name)[-3000:]
     notes = pg_db.query("SELECT name FROM django_migrations WHERE app = 'notes'")
     assert sorted(name for (name,) in notes) == sorted(EXAMPLE_MIGRATIONS)

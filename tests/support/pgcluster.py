@@ -90,9 +90,19 @@ class Cluster:
                 shutil.chown(pwfile, self.user)
             auth = ["--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={pwfile}"]
         self._run(
-            [str(bindir / "initdb"), "-D", str(self.data), "-U", "postgres", *auth,
-             "--no-sync", "-E", "UTF8", "--locale=C"]
-        )  # fmt: skip
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(self.data),
+                "-U",
+                "postgres",
+                *auth,
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            ]
+        )
         if trust is not None:
             # Clients from this network (a test's network namespace) connect without a password.
             with (self.data / "pg_hba.conf").open("a") as hba:
@@ -110,9 +120,18 @@ class Cluster:
         """Start the server on the listen addresses and port (fsync off: a test cluster need
         not survive)."""
         self._run(
-            [str(self.bindir / "pg_ctl"), "-D", str(self.data), "-o", self._options(),
-             "-l", str(self.root / "log"), "start", *(["-w"] if wait else ["-W"])]
-        )  # fmt: skip
+            [
+                str(self.bindir / "pg_ctl"),
+                "-D",
+                str(self.data),
+                "-o",
+                self._options(),
+                "-l",
+                str(self.root / "log"),
+                "start",
+                *(["-w"] if wait else ["-W"]),
+            ]
+        )
         if wait:
             deadline = time.monotonic() + 30
             while not port_answers("127.0.0.1", self.port) and time.monotonic() < deadline:
@@ -122,9 +141,20 @@ class Cluster:
         """Restart the server the way an operator does (``pg_ctl restart -m fast``): every
         session is ended, the server comes back on the same port."""
         self._run(
-            [str(self.bindir / "pg_ctl"), "-D", str(self.data), "-o", self._options(), "-m", "fast",
-             "-l", str(self.root / "log"), "restart", "-w"]
-        )  # fmt: skip
+            [
+                str(self.bindir / "pg_ctl"),
+                "-D",
+                str(self.data),
+                "-o",
+                self._options(),
+                "-m",
+                "fast",
+                "-l",
+                str(self.root / "log"),
+                "restart",
+                "-w",
+            ]
+        )
 
     def stop(self) -> None:
         """Stop the server at once."""

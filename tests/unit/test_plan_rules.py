@@ -11,7 +11,6 @@ import enum
 import importlib.util
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,9 +27,9 @@ from entrypoint.plan.marks import migration_mark, parse_overrides
 from entrypoint.plan.policy import plan_targets, split_plan
 from entrypoint.plan.reversibility import migration_reversible
 from entrypoint.plan.types import DeployPhase, PlanCannotBeSplit, PlannedMigration, Policy
+from tests.support.paths import PHASEPROJ
 
 PRE, POST = DeployPhase.PRE_DEPLOY, DeployPhase.POST_DEPLOY
-PHASEPROJ = Path(__file__).parent / "projects" / "phaseproj"
 
 
 pytestmark = pytest.mark.usefixtures("empty_app_registry")

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Launcher, PgDatabase
-from tests.test_audit import Db, error_of, make_db, run_id_of
+from tests.integration.test_audit import Db, error_of, make_db, run_id_of
+from tests.support.databases import PgDatabase
+from tests.support.processes import Launcher
 
 BOOKS = "catalog,reviews"
 BOOK_MIGRATIONS = [
@@ -73,11 +74,15 @@ def test_rollback_last_restores_the_schema_and_dry_run_changes_nothing(
     assert snapshot(db) == before
     first, undone, rollback = db.runs()
     assert (undone["id"], undone["status"], undone["resolved_by"]) == (
-        release, "rolled_back", run_id_of(undo),
-    )  # fmt: skip
+        release,
+        "rolled_back",
+        run_id_of(undo),
+    )
     assert (rollback["kind"], rollback["status"], rollback["rollback_of"]) == (
-        "rollback", "succeeded", release,
-    )  # fmt: skip
+        "rollback",
+        "succeeded",
+        release,
+    )
     assert rollback["applied"] == BOOK_MIGRATIONS[::-1]
     assert first["status"] == "succeeded"
 
@@ -148,9 +153,10 @@ def test_rollback_on_failure_leaves_the_database_as_it_was(launcher: Launcher, d
     before = snapshot(db)
     proc = launcher.run(
         ["migrate"],
-        launcher.env(db.databases(), TESTPROJ_EXTRA_APPS="broken",
-                     ENTRYPOINT_ROLLBACK_ON_FAILURE="1"),
-    )  # fmt: skip
+        launcher.env(
+            db.databases(), TESTPROJ_EXTRA_APPS="broken", ENTRYPOINT_ROLLBACK_ON_FAILURE="1"
+        ),
+    )
     assert proc.popen.returncode == 70
     assert snapshot(db) == before
     message = error_of(proc)
@@ -160,8 +166,10 @@ def test_rollback_on_failure_leaves_the_database_as_it_was(launcher: Launcher, d
     )
     row = db.runs()[-1]
     assert (row["status"], row["applied"], row["error"]) == (
-        "rolled_back", [("broken", "0001_initial")], message,
-    )  # fmt: skip
+        "rolled_back",
+        [("broken", "0001_initial")],
+        message,
+    )
 
 
 @pytest.mark.parametrize(

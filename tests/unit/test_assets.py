@@ -24,7 +24,7 @@ import yaml
 
 from entrypoint import errors
 from entrypoint.config import parse_duration
-from tests.conftest import REPO
+from tests.support.paths import REPO
 
 DOCKERFILE = REPO / "Dockerfile"
 COMPOSE = REPO / "docker-compose.yml"

@@ -1,6 +1,6 @@
 """Apply migrations one at a time and print what each did to its table, as JSON lines.
 
-Run as ``python -m tests.lockprobe APP TABLE NAME...`` with a Django project's settings. For each
+Run as ``python -m tests.support.lockprobe APP TABLE NAME...`` with a Django project's settings. For each
 migration NAME of APP, in order, it runs Django's migrate to that migration and prints
 ``{"migration": NAME, "rewritten": ..., "scanned": ..., "copied": ..., "rebuilt": ...}``:
 

@@ -27,9 +27,11 @@ from entrypoint.fastpath import manifest
 from entrypoint.fastpath.verdict import Doubt, Verdict
 from entrypoint.locks import lock_key
 from entrypoint.locks.mysql import lock_name as mysql_lock_name
-from tests.conftest import REPO, TESTS, Launcher, PgDatabase
-from tests.mysql_fixtures import MySQLDatabase
-from tests.pgcluster import free_port
+from tests.support.databases import PgDatabase
+from tests.support.mysql import MySQLDatabase
+from tests.support.paths import REPO, TESTS
+from tests.support.pgcluster import free_port
+from tests.support.processes import Launcher
 
 SQUASHPROJ = TESTS / "projects" / "squashproj"
 SECRET = "hunter2-Secret"
@@ -37,17 +39,25 @@ PREFIX = "django-entrypoint: error: "
 Node = tuple[str, str]
 
 LEDGER_SQUASH = ("ledger", "0001_squashed_0003_account_flag")
-LEDGER_REPLACED = [("ledger", "0001_initial"), ("ledger", "0002_account_note"),
-                   ("ledger", "0003_account_flag")]  # fmt: skip
+LEDGER_REPLACED = [
+    ("ledger", "0001_initial"),
+    ("ledger", "0002_account_note"),
+    ("ledger", "0003_account_flag"),
+]
 ARCHIVE_SQUASH = ("archive", "0001_squashed_0002_box_label")
 ARCHIVE_REPLACED = [("archive", "0001_initial"), ("archive", "0002_box_label")]
 SQUASHES = {LEDGER_SQUASH: LEDGER_REPLACED, ARCHIVE_SQUASH: ARCHIVE_REPLACED}
 # Every row a complete `migrate` of squashproj records (replaced nodes and squashes alike).
 COMPLETE: list[Node] = [
-    *LEDGER_REPLACED, LEDGER_SQUASH, ("ledger", "0004_entry"),
-    *ARCHIVE_REPLACED, ARCHIVE_SQUASH, ("archive", "0003_box_size"),
-    ("shelf", "0001_initial"), ("shelf", "0002_shelf_rank"),
-]  # fmt: skip
+    *LEDGER_REPLACED,
+    LEDGER_SQUASH,
+    ("ledger", "0004_entry"),
+    *ARCHIVE_REPLACED,
+    ARCHIVE_SQUASH,
+    ("archive", "0003_box_size"),
+    ("shelf", "0001_initial"),
+    ("shelf", "0002_shelf_rank"),
+]
 # Rows Django ignores: an app that is not installed, and nodes with no file.
 EXTRA: list[Node] = [("ghost", "0001_initial"), ("ledger", "0099_gone"), ("shelf", "0003_later")]
 
@@ -107,8 +117,10 @@ def test_freeze_records_every_node_its_file_and_no_secret(
     assert SECRET not in text
     data = json.loads(text)
     assert data["format"] == "django-entrypoint-manifest"
-    assert data["settings"] == {"INSTALLED_APPS": ["ledger", "archive", "shelf"],
-                                "MIGRATION_MODULES": {}}  # fmt: skip
+    assert data["settings"] == {
+        "INSTALLED_APPS": ["ledger", "archive", "shelf"],
+        "MIGRATION_MODULES": {},
+    }
     entry = data["databases"]["default"]
     assert set(entry) == {"ENGINE", "vendor", "NAME", "HOST", "PORT"}
     on_disk = {(path.parent.parent.name, path.stem) for path in project.glob("*/migrations/0*.py")}
@@ -376,8 +388,11 @@ def test_a_database_that_is_not_up_yet_is_left_to_the_wait(
 ) -> None:
     """No server answers: the fast path gives way at once and the full path's wait decides."""
     down = pg_db.django(PASSWORD=SECRET, PORT=str(free_port()))
-    env = {**frozen, "SQUASHPROJ_DATABASES": json.dumps({"default": down}),
-           "ENTRYPOINT_WAIT_TIMEOUT": "0.5"}  # fmt: skip
+    env = {
+        **frozen,
+        "SQUASHPROJ_DATABASES": json.dumps({"default": down}),
+        "ENTRYPOINT_WAIT_TIMEOUT": "0.5",
+    }
     proc = run_in(launcher, project, ["migrate"], env)
     assert proc.popen.returncode == 69
     [skipped] = events_named(proc, "fast_path_skipped")
@@ -387,8 +402,9 @@ def test_a_database_that_is_not_up_yet_is_left_to_the_wait(
 
 def test_sqlite_takes_the_fast_path_too(launcher: Launcher, project: Path, tmp_path: Path) -> None:
     """SQLite: one read-only query on the file, then ready on the fast path."""
-    databases = {"default": {"ENGINE": "django.db.backends.sqlite3",
-                             "NAME": str(tmp_path / "db.sqlite3")}}  # fmt: skip
+    databases = {
+        "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(tmp_path / "db.sqlite3")}
+    }
     path = tmp_path / "sqlite-manifest.json"
     env = squash_env(launcher, project, databases, ENTRYPOINT_MANIFEST=str(path))
     assert run_in(launcher, project, ["freeze"], env).popen.returncode == 0
@@ -407,8 +423,9 @@ def test_mariadb_takes_the_fast_path_and_sees_its_lock(
     """MySQL/MariaDB: one query through mysqlclient, ready on the fast path; while another
     session holds the GET_LOCK lock the start waits on the full path instead."""
     path = tmp_path / "mysql-manifest.json"
-    env = squash_env(launcher, project, {"default": mysql_db.django()},
-                     ENTRYPOINT_MANIFEST=str(path))  # fmt: skip
+    env = squash_env(
+        launcher, project, {"default": mysql_db.django()}, ENTRYPOINT_MANIFEST=str(path)
+    )
     assert run_in(launcher, project, ["migrate"], env).popen.returncode == 0
     assert run_in(launcher, project, ["freeze"], env).popen.returncode == 0
     fast = run_in(launcher, project, ["migrate"], env)
@@ -458,9 +475,13 @@ class Oracle:
 
     def __init__(self, env: dict[str, str]) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-c", ORACLE], env=env, cwd=SQUASHPROJ, text=True,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        )  # fmt: skip
+            [sys.executable, "-c", ORACLE],
+            env=env,
+            cwd=SQUASHPROJ,
+            text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
         assert self.process.stdout is not None
         assert self.process.stdout.readline().strip() == "ready"
 
@@ -497,8 +518,12 @@ def agreement(pg_server: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     path = tmp_path_factory.mktemp("manifest") / "manifest.json"
     subprocess.run(
         [sys.executable, "-m", "entrypoint", "freeze", "--output", str(path)],
-        env=env, cwd=SQUASHPROJ, check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
+        env=env,
+        cwd=SQUASHPROJ,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     oracle = Oracle(env)
     conn = pg.connect()
     # The audit table every run of the entrypoint creates, with no run in it.
@@ -506,8 +531,10 @@ def agreement(pg_server: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
     class Agreement:
         frozen = manifest.load(str(path))
-        values = {"INSTALLED_APPS": ["ledger", "archive", "shelf"],
-                  "DATABASES": {"default": pg.django()}}  # fmt: skip
+        values = {
+            "INSTALLED_APPS": ["ledger", "archive", "shelf"],
+            "DATABASES": {"default": pg.django()},
+        }
 
         def answers(self, rows: set[Node]) -> tuple[list[Node], bool, Verdict]:
             """Record exactly ``rows``, then ask Django (plan, history consistent) and the fast
@@ -550,12 +577,16 @@ UNIVERSE = sorted({*COMPLETE, *EXTRA})
 states = st.one_of(
     st.sets(st.sampled_from(UNIVERSE)),
     # Near the end of a deploy: everything but a few rows, maybe with stray ones.
-    st.builds(lambda drop, extra: (set(COMPLETE) - drop) | extra,
-              st.sets(st.sampled_from(COMPLETE), max_size=2), st.sets(st.sampled_from(EXTRA))),
+    st.builds(
+        lambda drop, extra: (set(COMPLETE) - drop) | extra,
+        st.sets(st.sampled_from(COMPLETE), max_size=2),
+        st.sets(st.sampled_from(EXTRA)),
+    ),
     # Histories from before the squashes existed, or that never recorded them.
-    st.builds(lambda extra: (set(COMPLETE) - set(SQUASHES)) | extra,
-              st.sets(st.sampled_from(EXTRA))),
-)  # fmt: skip
+    st.builds(
+        lambda extra: (set(COMPLETE) - set(SQUASHES)) | extra, st.sets(st.sampled_from(EXTRA))
+    ),
+)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -613,9 +644,11 @@ def test_the_states_that_matter_are_all_covered(agreement: Any) -> None:
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=6),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
     max_leaves=8,
-)  # fmt: skip
+)
 
 
 @settings(max_examples=300, deadline=None)

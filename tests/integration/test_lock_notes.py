@@ -20,8 +20,10 @@ from django.db import migrations, models
 from django.db.migrations.state import ProjectState
 
 from entrypoint.plan.locknotes import Effect, LockNote, Server, table_locks
-from tests.conftest import REPO, TESTS, Launcher, PgDatabase
-from tests.mysql_fixtures import MySQLDatabase
+from tests.support.databases import PgDatabase
+from tests.support.mysql import MySQLDatabase
+from tests.support.paths import REPO, TESTS
+from tests.support.processes import Launcher
 
 pytestmark = pytest.mark.usefixtures("empty_app_registry")
 
@@ -94,9 +96,14 @@ def plan_locks(launcher: Launcher, env: dict[str, str]) -> dict[str, list[dict[s
 def probe(env: dict[str, str]) -> dict[str, dict[str, Any]]:
     """Apply the heavy migrations one at a time; what the server says each did to the table."""
     done = subprocess.run(
-        [sys.executable, "-m", "tests.lockprobe", "heavy", "heavy_item", *HEAVY],
-        cwd=PHASEPROJ, env=env, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+        [sys.executable, "-m", "tests.support.lockprobe", "heavy", "heavy_item", *HEAVY],
+        cwd=PHASEPROJ,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     lines = [json.loads(line) for line in done.stdout.splitlines()]
     return {line["migration"]: line for line in lines}
@@ -106,8 +113,11 @@ def migrate_initial(env: dict[str, str]) -> None:
     """The deployed state: the heavy table exists and holds rows."""
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "heavy", "0001", "--noinput", "-v0"],
-        cwd=PHASEPROJ, env=env, check=True, timeout=60,
-    )  # fmt: skip
+        cwd=PHASEPROJ,
+        env=env,
+        check=True,
+        timeout=60,
+    )
 
 
 def effects(locks: dict[str, list[dict[str, str]]]) -> dict[str, list[str]]:

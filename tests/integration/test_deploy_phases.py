@@ -8,7 +8,9 @@ import subprocess
 import sys
 from typing import Any
 
-from tests.conftest import REPO, TESTS, Launcher, PgDatabase
+from tests.support.databases import PgDatabase
+from tests.support.paths import REPO, TESTS
+from tests.support.processes import Launcher
 
 PHASEPROJ = TESTS / "projects" / "phaseproj"
 
@@ -29,8 +31,11 @@ def migrate_to(env: dict[str, str], app: str, name: str) -> None:
     """Bring the database to one migration with plain manage.py (the deployed state)."""
     subprocess.run(
         [sys.executable, "manage.py", "migrate", app, name, "--noinput", "-v0"],
-        cwd=PHASEPROJ, env=env, check=True, timeout=60,
-    )  # fmt: skip
+        cwd=PHASEPROJ,
+        env=env,
+        check=True,
+        timeout=60,
+    )
 
 
 def start(launcher: Launcher, args: list[str], env: dict[str, str]) -> Any:

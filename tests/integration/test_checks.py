@@ -20,9 +20,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.conftest import PgDatabase
-
-PHASEPROJ = Path(__file__).parent / "projects" / "phaseproj"
+from tests.support.databases import PgDatabase
+from tests.support.paths import PHASEPROJ
 
 # Runs find_problems in a fresh process and prints the problems (or the error) as JSON.
 DRIVER = """
