@@ -13,8 +13,8 @@ Each migration of an app, after ``0001_initial``, is one of:
 * a new model.
 
 On MySQL/MariaDB, where no DDL is transactional, schema changes are written ``IF NOT EXISTS``
-(with the state change beside them), as careful projects there do, so that a migration stopped
-half way can be run again once accepted.
+(with the state change beside them) and data steps are idempotent, as careful projects there
+do, so that a migration stopped half way can be run again once accepted.
 
     python -m bench.soakproject /tmp/soak --apps 3 --migrations 12
 """
@@ -69,8 +69,15 @@ def tally(app, name):
 
     def insert(apps, schema_editor):
         model = apps.get_model(app, "Tally")
+        rows = model.objects.using(schema_editor.connection.alias)
         for number in range(3):
-            model.objects.using(schema_editor.connection.alias).create(label=f"{{name}}-{{number}}")
+            label = f"{{name}}-{{number}}"
+            if os.environ.get("SOAKPROJ_BACKEND") == "mysql":
+                # No transactional DDL there: a migration stopped after this step is run again
+                # once accepted, so its data step must be idempotent.
+                rows.get_or_create(label=label)
+            else:
+                rows.create(label=label)
 
     return insert
 
@@ -99,6 +106,25 @@ def index(table, column, name):
     return build, drop
 
 
+def create_model(operation, table, columns):
+    """Create a model: Django's own operation, or on MySQL/MariaDB an idempotent CREATE TABLE
+    beside it (``columns``: the column definitions after the primary key)."""
+    from django.db import migrations
+
+    if os.environ.get("SOAKPROJ_BACKEND") != "mysql":
+        return [operation]
+    sql = (
+        f"CREATE TABLE IF NOT EXISTS `{{table}}` (`id` bigint AUTO_INCREMENT PRIMARY KEY, "
+        f"{{columns}})"
+    )
+    return [
+        migrations.SeparateDatabaseAndState(
+            database_operations=[migrations.RunSQL(sql, f"DROP TABLE IF EXISTS `{{table}}`")],
+            state_operations=[operation],
+        )
+    ]
+
+
 def add_column(app, model, field_name, field):
     """Add a field: Django's own operation, or on MySQL/MariaDB an idempotent ALTER beside it."""
     from django.db import migrations
@@ -121,6 +147,8 @@ def add_column(app, model, field_name, field):
 
 INITIAL = """from django.db import migrations, models
 
+from soakproj.helpers import create_model
+
 
 class Migration(migrations.Migration):
     initial = True
@@ -128,19 +156,27 @@ class Migration(migrations.Migration):
     dependencies = [{dependencies}]
 
     operations = [
-        migrations.CreateModel(
-            name="Item",
-            fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False)),
-                ("name", models.CharField(max_length=100, default="")),
-            ],
+        *create_model(
+            migrations.CreateModel(
+                name="Item",
+                fields=[
+                    ("id", models.BigAutoField(auto_created=True, primary_key=True)),
+                    ("name", models.CharField(max_length=100, default="")),
+                ],
+            ),
+            "{app}_item",
+            "`name` varchar(100) NOT NULL",
         ),
-        migrations.CreateModel(
-            name="Tally",
-            fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False)),
-                ("label", models.CharField(max_length=100)),
-            ],
+        *create_model(
+            migrations.CreateModel(
+                name="Tally",
+                fields=[
+                    ("id", models.BigAutoField(auto_created=True, primary_key=True)),
+                    ("label", models.CharField(max_length=100)),
+                ],
+            ),
+            "{app}_tally",
+            "`label` varchar(100) NOT NULL",
         ),
     ]
 """
@@ -193,19 +229,23 @@ class Migration(migrations.Migration):
 
 MODEL = """from django.db import migrations, models
 
-from soakproj.helpers import sleep
+from soakproj.helpers import create_model, sleep
 
 
 class Migration(migrations.Migration):
     dependencies = [("{app}", "{previous}")]
 
     operations = [
-        migrations.CreateModel(
-            name="Extra{number:02d}",
-            fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False)),
-                ("value", models.IntegerField(default=0)),
-            ],
+        *create_model(
+            migrations.CreateModel(
+                name="Extra{number:02d}",
+                fields=[
+                    ("id", models.BigAutoField(auto_created=True, primary_key=True)),
+                    ("value", models.IntegerField(default=0)),
+                ],
+            ),
+            "{app}_extra{number:02d}",
+            "`value` integer NOT NULL",
         ),
         migrations.RunPython(sleep, migrations.RunPython.noop),
     ]
@@ -234,7 +274,9 @@ def write(directory: Path, apps: int = 3, per_app: int = 12) -> list[str]:
         (directory / app / "__init__.py").write_text("")
         (migrations / "__init__.py").write_text("")
         dependencies = f'("{labels[position - 1]}", "0001_initial")' if position else ""
-        (migrations / "0001_initial.py").write_text(INITIAL.format(dependencies=dependencies))
+        (migrations / "0001_initial.py").write_text(
+            INITIAL.format(dependencies=dependencies, app=app)
+        )
         previous = "0001_initial"
         last_field = None
         for number in range(2, per_app + 1):
