@@ -6,7 +6,7 @@ Each app has one model created by ``0001_initial`` and grown by one field per la
 cross-app edges as real projects do. No ``django.contrib`` app is installed: the figures are the
 graph's cost alone.
 
-    python bench/bigproject.py /tmp/big --apps 100 --migrations 50
+    python -m bench.bigproject /tmp/big --apps 100 --migrations 50
 """
 
 from __future__ import annotations

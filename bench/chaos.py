@@ -2,9 +2,9 @@
 moment, then one clean replica; after every round the database is held against one plain
 ``manage.py migrate`` of the same project.
 
-    python bench/chaos.py                              # 30 rounds on PostgreSQL
-    python bench/chaos.py --backend mariadb --rounds 10
-    python bench/chaos.py --rounds 5 --faults sigkill,lock --seed 7
+    python -m bench.chaos                              # 30 rounds on PostgreSQL
+    python -m bench.chaos --backend mariadb --rounds 10
+    python -m bench.chaos --rounds 5 --faults sigkill,lock --seed 7
 
 The project (``bench/soakproject.py``: 3 apps, 36 migrations of every kind) is written into a
 temporary directory. PostgreSQL is a throw-away cluster of the soak's own (``initdb``/``pg_ctl``
@@ -48,13 +48,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from bench import soakproject  # noqa: E402
-from bench.common import parse_events  # noqa: E402
-from tests.pgcluster import Cluster, find_bindir, free_port  # noqa: E402
+from bench import soakproject
+from bench.common import REPO, parse_events
+from tests.support.pgcluster import Cluster, find_bindir, free_port
 
 REPLICAS = 4
 FAULTS = ("sigkill", "sigterm", "lock", "migration", "partition")
@@ -145,9 +141,12 @@ class Postgres(Backend):
         import psycopg
 
         return psycopg.connect(
-            host="127.0.0.1", port=self.cluster.port, user="postgres", dbname=name,
+            host="127.0.0.1",
+            port=self.cluster.port,
+            user="postgres",
+            dbname=name,
             autocommit=True,
-        )  # fmt: skip
+        )
 
     def create(self) -> str:
         """A new empty database; its name."""
@@ -163,8 +162,13 @@ class Postgres(Backend):
 
     def django(self, name: str, host: str | None = None) -> dict[str, Any]:
         """The DATABASES entry of a database."""
-        return {"ENGINE": "django.db.backends.postgresql", "NAME": name, "USER": "postgres",
-                "HOST": host or "127.0.0.1", "PORT": str(self.cluster.port)}  # fmt: skip
+        return {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": name,
+            "USER": "postgres",
+            "HOST": host or "127.0.0.1",
+            "PORT": str(self.cluster.port),
+        }
 
     def query(self, name: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """Rows of one statement."""
@@ -258,9 +262,14 @@ class MariaDB(Backend):
 
     def django(self, name: str, host: str | None = None) -> dict[str, Any]:
         """The DATABASES entry of a database."""
-        return {"ENGINE": "django.db.backends.mysql", "NAME": name, "USER": self.user,
-                "PASSWORD": self.password, "HOST": host or self.host,
-                "PORT": str(self.port)}  # fmt: skip
+        return {
+            "ENGINE": "django.db.backends.mysql",
+            "NAME": name,
+            "USER": self.user,
+            "PASSWORD": self.password,
+            "HOST": host or self.host,
+            "PORT": str(self.port),
+        }
 
     def query(self, name: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """Rows of one statement."""
@@ -350,17 +359,26 @@ class Soak:
         with out.open("wb") as err:
             popen = subprocess.Popen(
                 [*(prefix or []), sys.executable, "-m", "entrypoint", "migrate"],
-                env=env, cwd=self.project, stdout=subprocess.DEVNULL, stderr=err,
-                stdin=subprocess.DEVNULL, start_new_session=True,
-            )  # fmt: skip
+                env=env,
+                cwd=self.project,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         return Replica(popen, out)
 
     def manage(self, name: str, *args: str) -> subprocess.CompletedProcess[str]:
         """``python manage.py ARGS`` of the project on database ``name``."""
         return subprocess.run(
-            [sys.executable, "manage.py", *args], env=self.env(name), cwd=self.project,
-            capture_output=True, text=True, timeout=300, check=False,
-        )  # fmt: skip
+            [sys.executable, "manage.py", *args],
+            env=self.env(name),
+            cwd=self.project,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
 
     def state(self, name: str) -> dict[str, Any]:
         """What the invariants compare: recorded migrations, schema, data rows."""
@@ -415,8 +433,12 @@ def _operator_finish(soak: Soak, name: str, work: Path, number: int) -> Replica:
 
 def _check(soak: Soak, name: str, number: int, clean: Replica) -> None:
     if clean.popen.returncode != 0:
-        _violate(soak, number, f"the clean replica exited {clean.popen.returncode}: "
-                               f"{(clean.error_lines() or [''])[-1][:300]}")  # fmt: skip
+        _violate(
+            soak,
+            number,
+            f"the clean replica exited {clean.popen.returncode}: "
+            f"{(clean.error_lines() or [''])[-1][:300]}",
+        )
     state = soak.state(name)
     recorded = state["recorded"]
     if len(recorded) != len(set(recorded)):
@@ -432,11 +454,16 @@ def _check(soak: Soak, name: str, number: int, clean: Replica) -> None:
             if rows != soak.reference["schema"][part]:
                 extra = set(rows) - set(soak.reference["schema"][part])
                 missing = set(soak.reference["schema"][part]) - set(rows)
-                _violate(soak, number, f"schema {part} differ: extra {sorted(extra)[:3]}, "
-                                       f"missing {sorted(missing)[:3]}")  # fmt: skip
+                _violate(
+                    soak,
+                    number,
+                    f"schema {part} differ: extra {sorted(extra)[:3]}, "
+                    f"missing {sorted(missing)[:3]}",
+                )
     if state["tallies"] != soak.reference["tallies"]:
-        _violate(soak, number, f"data rows {state['tallies']}, plain run "
-                               f"{soak.reference['tallies']}")  # fmt: skip
+        _violate(
+            soak, number, f"data rows {state['tallies']}, plain run {soak.reference['tallies']}"
+        )
     rows = soak.backend.query(
         name, "SELECT id, kind, status, applied, current_migration FROM entrypoint_migration_run"
     )
@@ -492,8 +519,11 @@ def one_round(soak: Soak, number: int, fault: str, rng: random.Random, work: Pat
         _check(soak, name, number, clean)
         codes = sorted(r.popen.returncode for r in replicas)
         word = "landed" if landed else "missed (the holder had finished)"
-        print(f"  round {number:3d}  {fault:<9} {word:<32} exits {codes}  clean "
-              f"{clean.popen.returncode}", flush=True)  # fmt: skip
+        print(
+            f"  round {number:3d}  {fault:<9} {word:<32} exits {codes}  clean "
+            f"{clean.popen.returncode}",
+            flush=True,
+        )
     finally:
         for replica in replicas:
             if replica.popen.poll() is None:
@@ -549,9 +579,12 @@ def main() -> int:
             backend = MariaDB()
         soak = Soak(backend, work / "project", apps, namespace)
         try:
-            print(f"chaos soak: {args.rounds} rounds of {REPLICAS} replicas on {args.backend}, "
-                  f"{len(apps) * args.migrations} migrations, faults {','.join(faults)}, "
-                  f"seed {seed}", flush=True)  # fmt: skip
+            print(
+                f"chaos soak: {args.rounds} rounds of {REPLICAS} replicas on {args.backend}, "
+                f"{len(apps) * args.migrations} migrations, faults {','.join(faults)}, "
+                f"seed {seed}",
+                flush=True,
+            )
             reference = backend.create()
             plain = soak.manage(reference, "migrate", "--noinput")
             if plain.returncode != 0:
@@ -567,8 +600,10 @@ def main() -> int:
                 namespace.__exit__(None, None, None)
     minutes = (time.monotonic() - started) / 60
     print(f"\nrounds: {args.rounds} in {minutes:.1f} min (seed {seed})")
-    print("faults: " + ", ".join(f"{k} {soak.faults[k]} ({soak.landed[k]} landed)"
-                                  for k in sorted(soak.faults)))  # fmt: skip
+    print(
+        "faults: "
+        + ", ".join(f"{k} {soak.faults[k]} ({soak.landed[k]} landed)" for k in sorted(soak.faults))
+    )
     print("replica exits: " + ", ".join(f"{code}: {n}" for code, n in sorted(soak.exits.items())))
     print(f"clean replicas re-run with ENTRYPOINT_ACCEPT_INTERRUPTED=1: {soak.operator_accepts}")
     print(f"invariant violations: {len(soak.violations)}")

@@ -1,8 +1,8 @@
 """The health child under hostile load: probe latency idle and under attack, its memory, its
 threads and its connection bound.
 
-    python bench/health_load.py                  # 10 s per phase, about 40 s in all
-    python bench/health_load.py --seconds 30     # longer phases
+    python -m bench.health_load                  # 10 s per phase, about 40 s in all
+    python -m bench.health_load --seconds 30     # longer phases
 
 The child is started as the entrypoint starts it (``HealthProcess.start`` on 127.0.0.1), told
 the run is ready and handed over as at the exec. Then ``/readyz`` is probed every 50 ms with a
@@ -25,15 +25,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from bench.common import Figure, Section, load_average, save, section  # noqa: E402
-from entrypoint._healthd import connection_bound  # noqa: E402
-from entrypoint.health import HealthProcess  # noqa: E402
-from tests.pgcluster import free_port  # noqa: E402
-from tests.support.hostile import Probes, attacking, probe_every, status_kb  # noqa: E402
+from bench.common import REPO, Figure, Section, load_average, save, section
+from entrypoint.health.process import HealthProcess
+from entrypoint.health.server import connection_bound
+from tests.support.hostile import Probes, attacking, probe_every, status_kb
+from tests.support.pgcluster import free_port
 
 PERIOD = 0.05
 TIMEOUT = 1.0

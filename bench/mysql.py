@@ -4,7 +4,7 @@ For each round, on a fresh database each: a fresh migrate, then a second run wit
 pending, once through ``python -m entrypoint migrate`` and once through ``python manage.py
 migrate --noinput``, alternating which goes first. Prints the medians and their ratios.
 
-    python bench/mysql.py [--rounds 7] [--url mysql://root@127.0.0.1:3306/]
+    python -m bench.mysql [--rounds 7] [--url mysql://root@127.0.0.1:3306/]
 
 The server comes from ``--url``, else ``TEST_MYSQL_URL``, else root@127.0.0.1:3306. Wall-clock
 times of whole processes include the interpreter's and Django's start; the machine's load

@@ -1,9 +1,9 @@
 """Benchmarks of django-entrypoint side by side with plain ``manage.py migrate`` on the same project
 and database. One run prints every figure with its ratio and writes them to bench/results/.
 
-    python bench/run.py              # every benchmark, full rounds
-    python bench/run.py --quick      # fewer rounds, for a first look
-    python bench/run.py --only 1,4   # some benchmarks
+    python -m bench.run              # every benchmark, full rounds
+    python -m bench.run --quick      # fewer rounds, for a first look
+    python -m bench.run --only 1,4   # some benchmarks
 
 Needs the PostgreSQL of the tests (TEST_DATABASE_URL, else 127.0.0.1:5432); benchmark 5 also
 needs initdb/pg_ctl (PATH, /usr/lib/postgresql or the pgserver package). Targets are printed
@@ -28,16 +28,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+import psycopg
 
-import psycopg  # noqa: E402
-
-from bench import bigproject  # noqa: E402
-from bench.common import (  # noqa: E402
+from bench import bigproject
+from bench.common import (
     EXAMPLE,
     PYTHON,
+    REPO,
     TESTPROJ,
     Figure,
     Postgres,
@@ -55,7 +52,7 @@ from bench.common import (  # noqa: E402
     section,
     timed,
 )
-from tests.pgcluster import Cluster, find_bindir, free_port  # noqa: E402
+from tests.support.pgcluster import Cluster, find_bindir, free_port
 
 PLAIN = [PYTHON, "manage.py", "migrate", "--noinput"]
 ENTRYPOINT = [PYTHON, "-m", "entrypoint"]
@@ -608,7 +605,8 @@ def large_project(b: Bench, report: list[Section]) -> None:
         f"plain migrate --noinput"
     )
     with section(report, "(7) large project: 5,000 migrations", how) as s:
-        from entrypoint import manifest
+        from entrypoint.fastpath import files as fastfiles
+        from entrypoint.fastpath import manifest
 
         root = b.tmp / "big"
         module = bigproject.generate(root, 100, 50)
@@ -674,7 +672,7 @@ def large_project(b: Bench, report: list[Section]) -> None:
         stat_times = []
         for _ in range(rounds):
             start = time.perf_counter()
-            manifest.check_files(loaded)
+            fastfiles.check_files(loaded)
             stat_times.append(time.perf_counter() - start)
         now = time.time_ns()
         for record in loaded.migrations:
@@ -682,7 +680,7 @@ def large_project(b: Bench, report: list[Section]) -> None:
         hash_times = []
         for _ in range(rounds):
             start = time.perf_counter()
-            manifest.check_files(loaded)
+            fastfiles.check_files(loaded)
             hash_times.append(time.perf_counter() - start)
         stat = median(stat_times)
         s.add(Figure("file check: stat, mtime unchanged", stat, "s", 1.0, samples=stat_times))

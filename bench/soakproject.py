@@ -16,7 +16,7 @@ On MySQL/MariaDB, where no DDL is transactional, schema changes are written ``IF
 (with the state change beside them) and data steps are idempotent, as careful projects there
 do, so that a migration stopped half way can be run again once accepted.
 
-    python bench/soakproject.py /tmp/soak --apps 3 --migrations 12
+    python -m bench.soakproject /tmp/soak --apps 3 --migrations 12
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from entrypoint.errors import ConfigError
+from entrypoint.plan.types import Policy
 
 _DURATION = re.compile(r"^\s*(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>ms|s|m|h)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -25,7 +26,6 @@ _FALSE = {"0", "false", "no", "off"}
 #: Every word a yes/no option accepts.
 BOOLEAN_WORDS = _TRUE | _FALSE
 
-PHASES = ("all", "pre-deploy", "post-deploy")
 LOCK_MODES = ("auto", "off")
 LOG_FORMATS = ("json", "console", "auto")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -88,6 +88,15 @@ def _choice(*accepted: str) -> Callable[[str], str]:
         return lowered
 
     return parse
+
+
+def _policy(value: str) -> Policy:
+    lowered = value.strip().lower()
+    try:
+        return Policy(lowered)
+    except ValueError:
+        msg = f"is not accepted; use one of {', '.join(p.value for p in Policy)}"
+        raise _Invalid(msg) from None
 
 
 def _text(value: str) -> str:
@@ -156,7 +165,8 @@ class _Invalid(ValueError):
 
 @dataclass(frozen=True)
 class Option:
-    """One setting: its variable, its flag, how it is parsed and its default."""
+    """One setting: its variable, its flag, how it is parsed, its default, and how ``--help``
+    shows it (the value placeholder, and the default in words)."""
 
     dest: str
     env: str
@@ -164,57 +174,227 @@ class Option:
     parse: Callable[[str], Any]
     default: Any
     help: str
+    metavar: str = "VALUE"
+    shown_default: str = "none"
+
+    @property
+    def switch(self) -> bool:
+        """A yes/no option: ``--flag`` / ``--no-flag`` on the command line, 1/0 in its variable."""
+        return self.parse is boolean
+
+    def help_text(self) -> str:
+        """The line ``--help`` shows: what it does, the default and the variable."""
+        return f"{self.help} (default: {self.shown_default}; variable {self.env})"
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("settings_module", "DJANGO_SETTINGS_MODULE", "--settings", _module, None,
-           "the project's settings module, e.g. mysite.settings"),
-    Option("databases", "ENTRYPOINT_DATABASES", "--database", _aliases, ("default",),
-           "database aliases to act on, comma-separated, or all (flag repeatable)"),
-    Option("wait_timeout", "ENTRYPOINT_WAIT_TIMEOUT", "--wait-timeout", _duration, 60.0,
-           "how long to wait for a database (60, 90s, 2m, ...)"),
-    Option("lock_timeout", "ENTRYPOINT_LOCK_TIMEOUT", "--lock-timeout", _duration, 900.0,
-           "how long to wait for the migration lock"),
-    Option("lock_key", "ENTRYPOINT_LOCK_KEY", "--lock-key", _text, None,
-           "name the lock key is derived from (default: the database name)"),
-    Option("lock_database_url", "ENTRYPOINT_LOCK_DATABASE_URL", "--lock-database-url",
-           _postgres_url, None,
-           "direct PostgreSQL URL for the lock connection, bypassing a transaction pooler"),
-    Option("lock_mode", "ENTRYPOINT_LOCK", "--lock", _choice(*LOCK_MODES), "auto",
-           "auto takes the migration lock, off migrates without it"),
-    Option("health_addr", "ENTRYPOINT_HEALTH_ADDR", "--health-addr", _text, "0.0.0.0",  # noqa: S104 - probes come from outside the container
-           "address the health server listens on"),
-    Option("health_port", "ENTRYPOINT_HEALTH_PORT", "--health-port", _port, 8081,
-           "port of the health server; 0 turns it off"),
-    Option("app_health_url", "ENTRYPOINT_APP_HEALTH_URL", "--app-health-url", _http_url, None,
-           "after the exec, readiness also needs this URL to answer 2xx/3xx"),
-    Option("phase", "ENTRYPOINT_PHASE", "--phase", _choice(*PHASES), "all",
-           "which deploy phase to apply: all, pre-deploy or post-deploy"),
-    Option("release", "ENTRYPOINT_RELEASE", "--release", _text, None,
-           "release label recorded in the audit trail (image tag, git SHA)"),
-    Option("log_format", "ENTRYPOINT_LOG_FORMAT", "--log-format", _choice(*LOG_FORMATS), "auto",
-           "json, console, or auto (console on a terminal)"),
-    Option("log_level", "ENTRYPOINT_LOG_LEVEL", "--log-level", _choice(*LOG_LEVELS), "info",
-           "debug, info, warning or error"),
-    Option("ddl_lock_timeout", "ENTRYPOINT_DDL_LOCK_TIMEOUT", "--ddl-lock-timeout",
-           _optional_duration, None,
-           "lock timeout for migration statements: PostgreSQL lock_timeout, MySQL/MariaDB "
-           "lock_wait_timeout in whole seconds (off by default)"),
-    Option("ddl_retries", "ENTRYPOINT_DDL_RETRIES", "--ddl-retries", _count, 0,
-           "retries of a migration that hit the DDL lock timeout and left nothing behind"),
-    Option("manifest", "ENTRYPOINT_MANIFEST", "--manifest", _path, None,
-           "migration manifest written by freeze, for the no-op fast path"),
-    Option("rollback_on_failure", "ENTRYPOINT_ROLLBACK_ON_FAILURE", "--rollback-on-failure",
-           boolean, False,
-           "when a migration fails, unapply what the same run applied (1 or 0)"),
-    Option("accept_interrupted", "ENTRYPOINT_ACCEPT_INTERRUPTED", "--accept-interrupted",
-           boolean, False,
-           "go on after an interrupted non-atomic migration, once checked by hand (1 or 0)"),
-    Option("pushgateway_url", "ENTRYPOINT_PUSHGATEWAY_URL", "--pushgateway-url", _http_url,
-           None, "Prometheus Pushgateway to push metrics to at the end of migrate"),
-    Option("failure_hold", "ENTRYPOINT_FAILURE_HOLD", "--failure-hold", _duration, 0.0,
-           "after a failure, keep readiness answering `failed` this long before exiting"),
-)  # fmt: skip
+    Option(
+        "settings_module",
+        "DJANGO_SETTINGS_MODULE",
+        "--settings",
+        _module,
+        None,
+        "the project's settings module, e.g. mysite.settings",
+        "MODULE",
+        "required",
+    ),
+    Option(
+        "databases",
+        "ENTRYPOINT_DATABASES",
+        "--database",
+        _aliases,
+        ("default",),
+        "database alias to act on (repeat the flag for more; the variable takes them "
+        "comma-separated, or all)",
+        "ALIAS",
+        "default",
+    ),
+    Option(
+        "wait_timeout",
+        "ENTRYPOINT_WAIT_TIMEOUT",
+        "--wait-timeout",
+        _duration,
+        60.0,
+        "how long to wait for a database (60, 90s, 2m, 500ms)",
+        "SECONDS",
+        "60 s",
+    ),
+    Option(
+        "lock_timeout",
+        "ENTRYPOINT_LOCK_TIMEOUT",
+        "--lock-timeout",
+        _duration,
+        900.0,
+        "how long to wait for the migration lock",
+        "SECONDS",
+        "900 s",
+    ),
+    Option(
+        "lock_key",
+        "ENTRYPOINT_LOCK_KEY",
+        "--lock-key",
+        _text,
+        None,
+        "name the lock key is derived from",
+        "NAME",
+        "the database name",
+    ),
+    Option(
+        "lock_database_url",
+        "ENTRYPOINT_LOCK_DATABASE_URL",
+        "--lock-database-url",
+        _postgres_url,
+        None,
+        "direct PostgreSQL URL for the lock connection, bypassing a transaction pooler",
+        "URL",
+        "the alias's own settings",
+    ),
+    Option(
+        "lock_mode",
+        "ENTRYPOINT_LOCK",
+        "--lock",
+        _choice(*LOCK_MODES),
+        "auto",
+        "auto takes the migration lock, off migrates without it",
+        "auto|off",
+        "auto",
+    ),
+    Option(
+        "health_addr",
+        "ENTRYPOINT_HEALTH_ADDR",
+        "--health-addr",
+        _text,
+        "0.0.0.0",  # noqa: S104 - probes come from outside the container
+        "address the health server listens on",
+        "ADDR",
+        "0.0.0.0",  # noqa: S104 - the default shown in --help
+    ),
+    Option(
+        "health_port",
+        "ENTRYPOINT_HEALTH_PORT",
+        "--health-port",
+        _port,
+        8081,
+        "port of the health server; 0 turns it off",
+        "PORT",
+        "8081",
+    ),
+    Option(
+        "app_health_url",
+        "ENTRYPOINT_APP_HEALTH_URL",
+        "--app-health-url",
+        _http_url,
+        None,
+        "after the exec, readiness also needs this URL to answer 2xx/3xx",
+        "URL",
+    ),
+    Option(
+        "phase",
+        "ENTRYPOINT_PHASE",
+        "--phase",
+        _policy,
+        Policy.ALL,
+        "which deploy phase to apply: all, pre-deploy or post-deploy",
+        "PHASE",
+        "all",
+    ),
+    Option(
+        "release",
+        "ENTRYPOINT_RELEASE",
+        "--release",
+        _text,
+        None,
+        "release label recorded in the audit trail (image tag, git SHA)",
+        "LABEL",
+    ),
+    Option(
+        "log_format",
+        "ENTRYPOINT_LOG_FORMAT",
+        "--log-format",
+        _choice(*LOG_FORMATS),
+        "auto",
+        "json, console, or auto (console on a terminal)",
+        "FORMAT",
+        "auto",
+    ),
+    Option(
+        "log_level",
+        "ENTRYPOINT_LOG_LEVEL",
+        "--log-level",
+        _choice(*LOG_LEVELS),
+        "info",
+        "debug, info, warning or error",
+        "LEVEL",
+        "info",
+    ),
+    Option(
+        "ddl_lock_timeout",
+        "ENTRYPOINT_DDL_LOCK_TIMEOUT",
+        "--ddl-lock-timeout",
+        _optional_duration,
+        None,
+        "lock timeout for migration statements: PostgreSQL lock_timeout, MySQL/MariaDB "
+        "lock_wait_timeout in whole seconds",
+        "SECONDS",
+        "off",
+    ),
+    Option(
+        "ddl_retries",
+        "ENTRYPOINT_DDL_RETRIES",
+        "--ddl-retries",
+        _count,
+        0,
+        "retries of a migration that hit the DDL lock timeout and left nothing behind",
+        "N",
+        "0",
+    ),
+    Option(
+        "manifest",
+        "ENTRYPOINT_MANIFEST",
+        "--manifest",
+        _path,
+        None,
+        "migration manifest written by freeze, for the no-op fast path",
+        "PATH",
+    ),
+    Option(
+        "rollback_on_failure",
+        "ENTRYPOINT_ROLLBACK_ON_FAILURE",
+        "--rollback-on-failure",
+        boolean,
+        False,
+        "when a migration fails, unapply what the same run applied",
+        shown_default="off",
+    ),
+    Option(
+        "accept_interrupted",
+        "ENTRYPOINT_ACCEPT_INTERRUPTED",
+        "--accept-interrupted",
+        boolean,
+        False,
+        "go on after an interrupted non-atomic migration, once checked by hand",
+        shown_default="off",
+    ),
+    Option(
+        "pushgateway_url",
+        "ENTRYPOINT_PUSHGATEWAY_URL",
+        "--pushgateway-url",
+        _http_url,
+        None,
+        "Prometheus Pushgateway that migrate pushes its metrics to when it ends",
+        "URL",
+    ),
+    Option(
+        "failure_hold",
+        "ENTRYPOINT_FAILURE_HOLD",
+        "--failure-hold",
+        _duration,
+        0.0,
+        "after a failure, keep readiness answering `failed` this long before exiting",
+        "SECONDS",
+        "0",
+    ),
+)
 
 OPTIONS_BY_DEST = {option.dest: option for option in OPTIONS}
 
@@ -233,7 +413,7 @@ class Settings:
     health_addr: str = "0.0.0.0"  # noqa: S104 - probes come from outside the container
     health_port: int = 8081
     app_health_url: str | None = None
-    phase: str = "all"
+    phase: Policy = Policy.ALL
     release: str | None = None
     log_format: str = "auto"
     log_level: str = "info"

@@ -112,8 +112,9 @@ class _DriverLogs(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             level = "warning" if record.levelno >= logging.WARNING else "debug"
-            getattr(get_logger(), level)("driver_log", logger=record.name,
-                                         message=record.getMessage())  # fmt: skip
+            getattr(get_logger(), level)(
+                "driver_log", logger=record.name, message=record.getMessage()
+            )
         except Exception:  # noqa: S110 - a log line must never break the run
             pass
 

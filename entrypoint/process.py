@@ -118,6 +118,41 @@ def reset_signals() -> None:
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
 
 
+def resolve_command(argv: Sequence[str]) -> str:
+    """The program ``run`` will exec, checked before anything connects: raises ExecFailed with
+    127 (not found) or 126 (not executable), the codes the exec itself would give, so a typo
+    in the command fails at once instead of after the whole migration."""
+    program = argv[0]
+    if os.sep in program:
+        path = program
+        if not os.path.exists(path):
+            msg = f"cannot run {program!r}: command not found; check the command after -- and PATH"
+            raise ExecFailed(msg, EX_NOTFOUND)
+    else:
+        found = _on_path(program)
+        if found is None:
+            msg = f"cannot run {program!r}: command not found; check the command after -- and PATH"
+            raise ExecFailed(msg, EX_NOTFOUND)
+        path = found
+    if os.path.isdir(path) or not os.access(path, os.X_OK):
+        msg = f"cannot run {program!r}: permission denied; make it executable (chmod +x)"
+        raise ExecFailed(msg, EX_NOEXEC)
+    return program
+
+
+def _on_path(program: str) -> str | None:
+    """The first file named ``program`` on PATH, as ``execvp`` searches it (executable or not:
+    a non-executable one is what execvp reports as permission denied)."""
+    found = None
+    for directory in os.get_exec_path():
+        candidate = os.path.join(directory or ".", program)
+        if os.path.isfile(candidate):
+            if os.access(candidate, os.X_OK):
+                return candidate
+            found = found or candidate
+    return found
+
+
 def exec_command(argv: Sequence[str], before: Callable[[], None] | None = None) -> NoReturn:
     """Replace this process with ``argv``: same pid, the program's own signals and exit status.
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
-from entrypoint.databases import Target, application_name, postgres_params
+from entrypoint.db.params import mysql_params, postgres_params
+from entrypoint.db.targets import Target, application_name
 from entrypoint.errors import ConfigError
 from entrypoint.locks.base import Backend, Lost, Session, Waiting, acquire
-from entrypoint.locks.mysql import MySQLLock, lock_name, mysql_params, run_marker
+from entrypoint.locks.mysql import MySQLLock, lock_name, run_marker
 from entrypoint.locks.sqlite import FileLock
+
+if TYPE_CHECKING:
+    from entrypoint.config import Settings
 
 __all__ = [
     "Backend",
@@ -117,7 +121,7 @@ def make_lock(
     )
 
 
-def configured_lock(target: Target, settings: Any, run_id: str) -> Backend:
+def configured_lock(target: Target, settings: Settings, run_id: str) -> Backend:
     """The lock for one target as the run's settings configure it (ENTRYPOINT_LOCK_*)."""
     return make_lock(
         target,

@@ -38,6 +38,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from entrypoint.db.reasons import mysql_reason
 from entrypoint.errors import ConfigError, DatabaseUnavailable
 from entrypoint.locks.base import Lost, Session
 
@@ -168,7 +169,7 @@ class MySQLLock:
         try:
             self.conn = connect(params)
         except MySQLdb.Error as exc:
-            msg = f"cannot open the lock connection to {self.description}: {error_reason(exc)}"
+            msg = f"cannot open the lock connection to {self.description}: {mysql_reason(exc)}"
             raise DatabaseUnavailable(msg) from exc
         self.conn.autocommit(True)
         set_keepalive(self.conn.fileno())
@@ -207,7 +208,7 @@ class MySQLLock:
         except MySQLdb.OperationalError as exc:
             msg = (
                 f"lost the lock connection to {self.description} while waiting for the "
-                f"migration lock: {error_reason(exc)}; check that the server runs, then start again"
+                f"migration lock: {mysql_reason(exc)}; check that the server runs, then start again"
             )
             raise DatabaseUnavailable(msg) from exc
         # 1: taken; 0: timed out; NULL: an error such as the session being killed.
@@ -297,7 +298,7 @@ class MySQLLock:
         try:
             row = self._query("SELECT IS_USED_LOCK(%s) = CONNECTION_ID()", (self.name,))
         except MySQLdb.Error as exc:
-            msg = f"the lock connection failed: {error_reason(exc)}"
+            msg = f"the lock connection failed: {mysql_reason(exc)}"
             raise Lost(msg) from exc
         if not row or row[0] != 1:
             msg = "the lock session no longer holds the named lock"
@@ -350,7 +351,7 @@ class MySQLLock:
         except MySQLdb.Error as exc:
             if exc.args and exc.args[0] == _UNKNOWN_THREAD:
                 return None  # it ended meanwhile
-            return error_reason(exc)
+            return mysql_reason(exc)
         return None
 
     def close(self) -> None:
@@ -362,18 +363,3 @@ class MySQLLock:
             conn.close()
         except Exception:  # noqa: S110 - a broken connection is closed all the same
             pass
-
-
-def error_reason(exc: BaseException) -> str:
-    """The text of a MySQL client error on one line, without the (code, text) tuple around it."""
-    args: tuple[Any, ...] = exc.args
-    text = args[1] if len(args) >= 2 and isinstance(args[1], str) else str(exc)
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[0].rstrip(".") if lines else type(exc).__name__
-
-
-def mysql_params(alias: str) -> dict[str, Any]:
-    """mysqlclient connection parameters of an alias, as Django itself would connect."""
-    from django.db import connections
-
-    return dict(connections[alias].get_connection_params())

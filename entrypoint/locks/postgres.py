@@ -113,7 +113,7 @@ class PostgresLock:
         try:
             self.conn = psycopg.connect(**params, autocommit=True)
         except psycopg.OperationalError as exc:
-            from entrypoint.wait import connect_error_reason
+            from entrypoint.db.reasons import connect_error_reason
 
             reason = connect_error_reason(exc)
             msg = f"cannot open the lock connection to {self.description}: {reason}"
@@ -145,7 +145,7 @@ class PostgresLock:
         return self.held
 
     def _lost_while_waiting(self, exc: BaseException) -> DatabaseUnavailable:
-        from entrypoint.wait import connect_error_reason
+        from entrypoint.db.reasons import connect_error_reason
 
         msg = (
             f"lost the lock connection to {self.description} while waiting for the migration "
@@ -207,7 +207,7 @@ class PostgresLock:
         try:
             row = conn.execute(query, key_halves(self.key)).fetchone()
         except psycopg.Error as exc:
-            from entrypoint.wait import connect_error_reason
+            from entrypoint.db.reasons import connect_error_reason
 
             msg = f"the lock connection failed: {connect_error_reason(exc)}"
             raise Lost(msg) from exc
@@ -246,7 +246,7 @@ class PostgresLock:
         try:
             self._connection().execute("SELECT pg_terminate_backend(%s)", (session.ident,))
         except psycopg.Error as exc:
-            from entrypoint.databases import first_line
+            from entrypoint.db.reasons import first_line
 
             return first_line(exc)
         return None

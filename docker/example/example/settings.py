@@ -27,8 +27,13 @@ def database_from_url(url: str) -> dict[str, Any]:
     if parts.scheme == "sqlite":
         # sqlite:///relative/path and sqlite:////absolute/path, as dj-database-url reads them
         return {"ENGINE": "django.db.backends.sqlite3", "NAME": unquote(parts.path[1:])}
-    engines = {"postgres": "postgresql", "postgresql": "postgresql", "pgsql": "postgresql",
-               "mysql": "mysql", "mariadb": "mysql"}  # fmt: skip
+    engines = {
+        "postgres": "postgresql",
+        "postgresql": "postgresql",
+        "pgsql": "postgresql",
+        "mysql": "mysql",
+        "mariadb": "mysql",
+    }
     if parts.scheme in engines:
         return {
             "ENGINE": f"django.db.backends.{engines[parts.scheme]}",

@@ -1,0 +1,148 @@
+"""One thin function per command: read its arguments, call the pipeline or the engine, hand
+what comes back to :mod:`.render`, return the exit code."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from entrypoint.config import Settings
+from entrypoint.errors import EX_CHECK_FAILED, ConfigError, Interrupted
+from entrypoint.pipeline.report import Reporter, configure_logging, new_run_id
+
+
+def pipeline(args: argparse.Namespace, settings: Settings) -> int:
+    """run, migrate, sidecar and wait: the run sequence of :mod:`entrypoint.pipeline.run`."""
+    from entrypoint.pipeline.run import Command, execute
+
+    argv: list[str] = []
+    if args.command == "run":
+        argv = list(args.argv)
+        if argv[:1] == ["--"]:
+            argv = argv[1:]
+        if not argv:
+            msg = (
+                "run needs the command to exec after --, e.g. "
+                "django-entrypoint run -- gunicorn mysite.wsgi"
+            )
+            raise ConfigError(msg)
+    return execute(Command(args.command), settings, argv)
+
+
+def check(args: argparse.Namespace, settings: Settings) -> int:
+    """check: the read-only CI gate; exit 1 with one line per problem."""
+    from entrypoint.cli import render
+    from entrypoint.engine.check import find_problems
+    from entrypoint.pipeline.setup import read_only
+
+    found = []
+    with read_only(settings, _reporter(settings)) as targets:
+        for target in targets:
+            found.extend(find_problems(target.alias, settings.phase))
+    if args.allow_unapplied:
+        found = [problem for problem in found if problem.kind != "unapplied"]
+    render.problems(found, args.format, [t.alias for t in targets])
+    return EX_CHECK_FAILED if found else 0
+
+
+def plan(args: argparse.Namespace, settings: Settings) -> int:
+    """plan: the pending migrations with deploy phase, reasons, atomicity and reversibility."""
+    from entrypoint.cli import render
+    from entrypoint.engine.graph import shown_plan
+    from entrypoint.pipeline.setup import read_only
+
+    rows = []
+    refused = None
+    with read_only(settings, _reporter(settings)) as targets:
+        for target in targets:
+            shown, refusal = shown_plan(target.alias, settings.phase)
+            rows.extend(shown)
+            refused = refused or refusal
+    render.plan_rows(rows, args.format, str(settings.phase))
+    if refused is not None:
+        raise refused
+    return 0
+
+
+def history(args: argparse.Namespace, settings: Settings) -> int:
+    """history: the recorded runs, newest first, on standard output; no lock, nothing written."""
+    from entrypoint.audit.read import read_runs
+    from entrypoint.cli import render
+    from entrypoint.pipeline.setup import read_only
+    from entrypoint.process import SignalStop, capture_signals
+
+    with read_only(settings, _reporter(settings)) as targets, capture_signals():
+        try:
+            rows = [row for t in targets for row in read_runs(t.alias, args.limit)]
+        except SignalStop as stop:
+            raise Interrupted(stop.signum, "stopped by signal while reading the history") from None
+    rows.sort(key=lambda row: (row.started_at is not None, row.started_at, row.seq), reverse=True)
+    render.history(rows[: args.limit], args.format)
+    return 0
+
+
+def rollback(args: argparse.Namespace, settings: Settings) -> int:
+    """rollback: unapply what one recorded run applied, under the lock (or only plan it)."""
+    from entrypoint.cli import render
+    from entrypoint.pipeline.rollback import command
+
+    done = command(settings, wanted=args.run, dry_run=args.dry_run)
+    if args.dry_run:
+        render.out("\n".join(done.describe()))
+    elif done.unapply:
+        names = ", ".join(f"{app}.{name}" for app, name in done.unapply)
+        render.out(
+            f"rolled back run {done.run.id} on database {done.database!r}: unapplied {names}"
+        )
+    else:
+        render.out(f"nothing to roll back: no migration of run {done.run.id} is still applied")
+    return 0
+
+
+def probe(args: argparse.Namespace, settings: Settings) -> int:
+    """probe: exit 0 when readiness answers 200, 1 otherwise."""
+    from entrypoint.health.probe import local_url, probe
+
+    url = args.url
+    if url is None:
+        if not settings.health_port:
+            msg = "probe needs --url, or the health server's ENTRYPOINT_HEALTH_PORT (it is 0)"
+            raise ConfigError(msg)
+        url = local_url(settings.health_addr, settings.health_port, "/readyz")
+    return 0 if probe(url, timeout=args.timeout) else EX_CHECK_FAILED
+
+
+def freeze(args: argparse.Namespace, settings: Settings) -> int:
+    """freeze: write the manifest of the migration graph (at image build time, no database)."""
+    from entrypoint.engine.project import setup_django
+    from entrypoint.fastpath.manifest import freeze as write
+
+    logger = configure_logging(settings, new_run_id())
+    setup_django(settings.settings_module)
+    output = args.output or settings.manifest or "-"
+    written = write(str(settings.settings_module), output)
+    if output == "-":
+        sys.stdout.write(written.text)
+        sys.stdout.flush()
+    logger.info("manifest_written", path=output, migrations=written.migrations, files=written.files)
+    return 0
+
+
+def _reporter(settings: Settings) -> Reporter:
+    return Reporter(logger=configure_logging(settings, new_run_id()))
+
+
+#: The function behind each command.
+HANDLERS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
+    "run": pipeline,
+    "migrate": pipeline,
+    "sidecar": pipeline,
+    "wait": pipeline,
+    "check": check,
+    "plan": plan,
+    "history": history,
+    "rollback": rollback,
+    "probe": probe,
+    "freeze": freeze,
+}

@@ -1,0 +1,157 @@
+"""The databases a run acts on: aliases resolved against Django's settings, and the run's name
+on every connection it opens.
+
+Nothing here prints or logs a password: :attr:`Target.display` is ``vendor://user@host:port/name``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+from entrypoint.db.reasons import first_line
+from entrypoint.errors import ConfigError
+from entrypoint.log import register_secret
+
+
+@dataclass(frozen=True)
+class Target:
+    """One database alias to wait for, lock and migrate."""
+
+    alias: str
+    vendor: str
+    engine: str
+    name: str
+    display: str
+
+    @property
+    def settings_hint(self) -> str:
+        """Where the user fixes this database's connection settings."""
+        return f"settings.DATABASES[{self.alias!r}]"
+
+
+def resolve_targets(requested: tuple[str, ...]) -> list[Target]:
+    """Turn the configured aliases (or ``all``) into targets, in the configured order."""
+    from django.conf import settings
+    from django.db import connections
+
+    configured = list(settings.DATABASES)
+    aliases = configured if requested == ("all",) else list(requested)
+    unknown = [alias for alias in aliases if alias not in configured]
+    if unknown:
+        msg = (
+            f"ENTRYPOINT_DATABASES names unknown database alias {unknown[0]!r}; "
+            f"settings.DATABASES has {', '.join(configured) or 'nothing'}"
+        )
+        raise ConfigError(msg)
+    targets = []
+    for alias in aliases:
+        try:
+            connection = connections[alias]
+        except Exception as exc:  # ImproperlyConfigured, or a backend that does not import
+            msg = missing_driver(exc) or (
+                f"settings.DATABASES[{alias!r}] cannot be used: {first_line(exc)}"
+            )
+            raise ConfigError(msg) from exc
+        params = connection.settings_dict
+        register_secret(params.get("PASSWORD"))
+        targets.append(
+            Target(
+                alias=alias,
+                vendor=connection.vendor,
+                engine=str(params.get("ENGINE", "")),
+                name=str(params.get("NAME") or ""),
+                display=describe(connection.vendor, params),
+            )
+        )
+    return targets
+
+
+def missing_driver(exc: BaseException) -> str | None:
+    """The fix when ``exc`` is Django failing to import the MySQL driver, else None."""
+    if "Error loading MySQLdb module" not in str(exc):
+        return None
+    from django.conf import settings
+
+    for alias, params in settings.DATABASES.items():
+        engine = str(params.get("ENGINE", ""))
+        if "mysql" in engine:
+            return (
+                f"settings.DATABASES[{alias!r}] uses {engine}, but its driver mysqlclient is not "
+                "installed; install it with pip install 'django-entrypoint[mysql]'"
+            )
+    return None
+
+
+def describe(vendor: str, params: dict[str, Any]) -> str:
+    """A password-free description such as ``postgresql://app@db:5432/app``."""
+    if vendor == "sqlite":
+        return f"sqlite:///{params.get('NAME')}"
+    user = params.get("USER") or ""
+    host = params.get("HOST") or "localhost"
+    port = params.get("PORT") or ""
+    at = f"{user}@" if user else ""
+    colon = f":{port}" if port else ""
+    return f"{vendor}://{at}{host}{colon}/{params.get('NAME') or ''}"
+
+
+def application_name(run_id: str, role: str | None = None) -> str:
+    """The ``application_name`` of a run's connection: run, role, pid and host, at most 63
+    bytes. The lock connection has no role word; Django's migration connection says
+    ``migrate``. Every one starts ``django-entrypoint run=<id> `` (fencing looks for that)."""
+    words = ["django-entrypoint", f"run={run_id}", *([role] if role else [])]
+    words += [f"pid={os.getpid()}", f"host={socket.gethostname()}"]
+    return " ".join(words).encode()[:63].decode("utf-8", "ignore")
+
+
+# libpq's client-side keepalives for Django's migration connection, unless the project set its
+# own: a migration waiting on a server that vanished fails within about 40 s.
+_CLIENT_KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 6,
+}
+
+
+def tag_connections(targets: list[Target], run_id: str) -> None:
+    """Make every Django connection this run opens to ``targets`` name the run on the server.
+
+    PostgreSQL: ``application_name`` (and client keepalives) in the alias's ``OPTIONS``, before
+    the connection opens; only this process's settings change, the app server after the exec
+    reads the project's own. MySQL/MariaDB: each new connection of the alias takes the run's
+    ``django`` marker lock. A later holder finds them by the run id (fencing).
+    """
+    from django.db import connections
+
+    for target in targets:
+        wrapper = connections[target.alias]
+        if target.vendor == "postgresql":
+            options = wrapper.settings_dict.setdefault("OPTIONS", {})
+            options["application_name"] = application_name(run_id, "migrate")
+            for key, value in _CLIENT_KEEPALIVES.items():
+                options.setdefault(key, value)
+        elif target.vendor == "mysql":
+            _mark_mysql_connections(target.alias, run_id)
+
+
+def _mark_mysql_connections(alias: str, run_id: str) -> None:
+    from django.db import connections
+    from django.db.backends.signals import connection_created
+
+    from entrypoint.locks.mysql import run_marker, take_marker
+
+    marker = run_marker(run_id, alias, "django")
+
+    def on_connect(sender: Any, connection: Any, **_kwargs: Any) -> None:
+        if connection.alias == alias:
+            with connection.connection.cursor() as cursor:
+                take_marker(cursor, marker)
+
+    connection_created.connect(on_connect, weak=False, dispatch_uid=f"entrypoint-mark-{alias}")
+    wrapper = connections[alias]
+    if wrapper.connection is not None:
+        with wrapper.connection.cursor() as cursor:
+            take_marker(cursor, marker)

@@ -1,0 +1,236 @@
+"""The read-only CI gate behind ``check``: what would stop a safe deploy, one problem per line.
+
+Everything is read through Django's public migration APIs on the database's own connection.
+Nothing is written: no lock, no ``django_migrations`` table (when it is missing, every migration
+is unapplied), no audit row.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from django.db.migrations.questioner import NonInteractiveMigrationQuestioner
+
+from entrypoint.engine.graph import app_conflict_message, history_mismatch_message, phase_overrides
+from entrypoint.errors import ConfigError
+from entrypoint.plan.classify import classify_plan
+from entrypoint.plan.policy import split_plan
+from entrypoint.plan.types import MARK_ATTRIBUTE, PlanCannotBeSplit, PlannedMigration, Policy
+
+if TYPE_CHECKING:
+    from django.db.backends.base.base import BaseDatabaseWrapper
+
+ProblemKind = Literal["unapplied", "missing", "conflict", "policy"]
+
+#: How many detected operations a "missing migration" line names before it says how many more.
+_SHOWN_CHANGES = 3
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One reason ``check`` fails, with a one-line message that names the fix."""
+
+    kind: ProblemKind
+    database: str
+    message: str
+    app: str | None = None
+    name: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form used by ``check --format json``."""
+        return {
+            "kind": self.kind,
+            "database": self.database,
+            "app": self.app,
+            "name": self.name,
+            "message": self.message,
+        }
+
+
+def find_problems(alias: str, policy: Policy | None) -> list[Problem]:
+    """Everything that should stop a deploy to database ``alias``, in a stable order.
+
+    Conflicts first (several leaf nodes in one app, or a recorded history that does not fit the
+    graph), then model changes without a migration (what ``makemigrations --check`` finds;
+    skipped while there are conflicts), then unapplied migrations in plan order, then what the
+    deploy-phase ``policy`` would hold or refuse. A policy of ``pre-deploy`` or ``post-deploy``
+    also reports data migrations and third-party operations that carry no phase mark; ``all``
+    or None reports no policy problems. Django must be set up; raises ConfigError for an alias
+    that is not in ``DATABASES``.
+    """
+    from django.db import connections
+    from django.db.migrations.executor import MigrationExecutor
+    from django.utils.connection import ConnectionDoesNotExist
+
+    try:
+        connection = connections[alias]
+    except ConnectionDoesNotExist:
+        known = ", ".join(sorted(connections.settings)) or "none"
+        message = f"database alias {alias!r} is not in DATABASES (configured: {known})"
+        raise ConfigError(message) from None
+    executor = MigrationExecutor(connection)
+    loader = executor.loader
+    overrides = phase_overrides(loader)  # a bad entry is a configuration error, phase or not
+    problems = _conflicts(alias, loader, connection)
+    if not problems:
+        # Like makemigrations, which refuses to run until conflicts are merged.
+        problems += _missing(alias, loader)
+    plan = executor.migration_plan(loader.graph.leaf_nodes())
+    problems += [
+        Problem(
+            "unapplied",
+            alias,
+            f"{migration.app_label}.{migration.name} is not applied on database {alias!r}; "
+            "apply it with 'django-entrypoint migrate'",
+            migration.app_label,
+            migration.name,
+        )
+        for migration, _ in plan
+    ]
+    if policy is not None and policy is not Policy.ALL and plan:
+        planned = classify_plan(plan, loader, overrides=overrides)
+        problems += _policy_problems(alias, policy, planned, loader.graph)
+    return problems
+
+
+def _conflicts(alias: str, loader: Any, connection: BaseDatabaseWrapper) -> list[Problem]:
+    from django.db.migrations.exceptions import InconsistentMigrationHistory
+
+    problems = [
+        Problem("conflict", alias, app_conflict_message(app, names), app)
+        for app, names in sorted(loader.detect_conflicts().items())
+    ]
+    try:
+        loader.check_consistent_history(connection)
+    except InconsistentMigrationHistory as exc:
+        problems.append(Problem("conflict", alias, history_mismatch_message(alias, exc)))
+    return problems
+
+
+class _ReadOnlyQuestioner(NonInteractiveMigrationQuestioner):
+    """Answers the autodetector's questions without exiting: a dry run only needs to know
+    that a migration is missing, not what default it would get."""
+
+    def __init__(self) -> None:
+        super().__init__(specified_apps=set(), dry_run=True, verbosity=0, log=lambda _: None)
+
+    def ask_not_null_addition(self, field_name: str, model_name: str) -> None:
+        return None
+
+    def ask_auto_now_add_addition(self, field_name: str, model_name: str) -> None:
+        return None
+
+
+def _missing(alias: str, loader: Any) -> list[Problem]:
+    """Model changes without a migration, as the project's own ``makemigrations --check`` sees them.
+
+    Django's change detector runs with translations off, as makemigrations runs it (a translated
+    verbose_name is not a change). A project that overrides the makemigrations command (to
+    ignore some attributes, say) is asked through that command instead.
+    """
+    from django.core.management import get_commands
+    from django.utils import translation
+
+    if get_commands().get("makemigrations", "django.core") != "django.core":
+        found = _project_makemigrations()
+    else:
+        from django.apps import apps
+        from django.db.migrations.autodetector import MigrationAutodetector
+        from django.db.migrations.state import ProjectState
+
+        with translation.override(None):
+            autodetector = MigrationAutodetector(
+                loader.project_state(), ProjectState.from_apps(apps), _ReadOnlyQuestioner()
+            )
+            changes = autodetector.changes(graph=loader.graph)
+            found = {
+                app: [op.describe() for migration in migrations for op in migration.operations]
+                for app, migrations in changes.items()
+            }
+    problems = []
+    for app, described in sorted(found.items()):
+        shown = "; ".join(described[:_SHOWN_CHANGES]) or "see makemigrations --check --dry-run"
+        if len(described) > _SHOWN_CHANGES:
+            shown += f"; and {len(described) - _SHOWN_CHANGES} more"
+        message = (
+            f"{app} has model changes without a migration ({shown}); "
+            f"run 'python manage.py makemigrations {app}' and commit the migration"
+        )
+        problems.append(Problem("missing", alias, message, app))
+    return problems
+
+
+_HEADING = re.compile(r"^Migrations for '(?P<app>[^']+)':")
+_OPERATION = re.compile(r"^ {4}(?:[-+~*x] )?(?P<text>\S.*)$")
+
+
+def _project_makemigrations() -> dict[str, list[str]]:
+    """Run the project's own makemigrations with --check --dry-run; the changes it prints, by app.
+
+    It writes nothing (--dry-run), and exits 1 through SystemExit when it finds a change.
+    """
+    from django.core.management import call_command
+
+    out = io.StringIO()
+    try:
+        call_command(
+            "makemigrations",
+            check=True,
+            dry_run=True,
+            interactive=False,
+            no_color=True,
+            verbosity=1,
+            stdout=out,
+            stderr=io.StringIO(),
+        )
+    except SystemExit as exc:
+        if exc.code not in (0, 1, None):
+            msg = f"the project's makemigrations --check --dry-run exited {exc.code}"
+            raise ConfigError(msg) from None
+    found: dict[str, list[str]] = {}
+    app: str | None = None
+    for line in out.getvalue().splitlines():
+        heading = _HEADING.match(line)
+        if heading:
+            app = heading["app"]
+            found.setdefault(app, [])
+        elif app is not None and (operation := _OPERATION.match(line)):
+            found[app].append(operation["text"].strip())
+    return found
+
+
+def _policy_problems(
+    alias: str, policy: Policy, planned: list[PlannedMigration], graph: Any
+) -> list[Problem]:
+    problems = []
+    for p in planned:
+        unjudged = [op.reason for op in p.operations if op.needs_mark]
+        if p.needs_mark and unjudged:
+            message = (
+                f"{p.app}.{p.name}: {'; '.join(unjudged)}; set {MARK_ATTRIBUTE} = "
+                '"pre-deploy" or "post-deploy" on its Migration class'
+            )
+            problems.append(Problem("policy", alias, message, p.app, p.name))
+    try:
+        _, held = split_plan(planned, policy, graph)
+    except PlanCannotBeSplit as exc:
+        app, name = exc.migration
+        return [*problems, Problem("policy", alias, str(exc), app, name)]
+    problems += [
+        Problem(
+            "policy",
+            alias,
+            f"{p.app}.{p.name} is post-deploy and ENTRYPOINT_PHASE=pre-deploy holds it "
+            f"({'; '.join(p.reasons)}); apply it with ENTRYPOINT_PHASE=post-deploy once no "
+            "old code runs",
+            p.app,
+            p.name,
+        )
+        for p in held
+        # An unmarked one is already reported above, with the fix that comes first.
+        if not p.needs_mark
+    ]
+    return problems

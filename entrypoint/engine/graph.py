@@ -1,0 +1,202 @@
+"""Django's migration graph, read through its public APIs: the pending plan, conflicts, the
+history's consistency, squashes, and the plan split by the deploy-phase policy.
+
+The pending plan is computed here and only here (:func:`pending`); ``migrate``, ``plan`` and
+``check`` all ask for it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from entrypoint.db.reasons import first_line
+from entrypoint.errors import ConfigError, MigrationFailed
+from entrypoint.plan.types import DeployPhase, Node, PlanCannotBeSplit, Policy
+
+
+def conflicts_message(conflicts: dict[str, list[str]]) -> str:
+    """Django's conflicting-leaf-nodes problem, as one line with the fix."""
+    names = "; ".join(
+        f"{', '.join(sorted(nodes))} in {app}" for app, nodes in sorted(conflicts.items())
+    )
+    return (
+        f"conflicting migrations: several leaf nodes in the migration graph ({names}); "
+        "run 'python manage.py makemigrations --merge' and commit the merge migration"
+    )
+
+
+def app_conflict_message(app: str, names: list[str]) -> str:
+    """One app's conflicting leaf nodes, as ``check`` reports them, with the fix."""
+    return (
+        f"{app} has conflicting migrations {', '.join(sorted(names))} (several leaf nodes); "
+        f"run 'python manage.py makemigrations --merge {app}' and commit the merge migration"
+    )
+
+
+def history_mismatch_message(alias: str, exc: BaseException) -> str:
+    """An inconsistent history, as ``check`` reports it before a deploy."""
+    return (
+        f"the migration history of database {alias!r} does not match the code: "
+        f"{str(exc).rstrip('.')}; repair the django_migrations table before deploying"
+    )
+
+
+def check_conflicts() -> None:
+    """Refuse a migration graph with several leaf nodes in one app (read from disk only)."""
+    from django.db.migrations.loader import MigrationLoader
+
+    loader = MigrationLoader(None, ignore_no_migrations=True)
+    found = loader.detect_conflicts()
+    if found:
+        raise ConfigError(conflicts_message(found))
+
+
+def executor_for(alias: str) -> Any:
+    """Django's MigrationExecutor on ``alias`` (it loads the migration graph and the history)."""
+    from django.db import connections
+    from django.db.migrations.executor import MigrationExecutor
+
+    return MigrationExecutor(connections[alias])
+
+
+def pending(executor: Any) -> list[Any]:
+    """The migrations Django would apply now, in order (Migration objects), as ``executor``
+    (from :func:`executor_for`) plans them."""
+    targets = executor.loader.graph.leaf_nodes()
+    return [migration for migration, backwards in executor.migration_plan(targets) if not backwards]
+
+
+def check_history(alias: str, executor: Any) -> None:
+    """Refuse a history with a migration applied before its dependency, as Django's migrate does
+    before it plans: MigrationFailed (exit 70) naming both."""
+    from django.db import connections
+    from django.db.migrations.exceptions import InconsistentMigrationHistory
+
+    try:
+        executor.loader.check_consistent_history(connections[alias])
+    except InconsistentMigrationHistory as exc:
+        raise MigrationFailed(inconsistent_message(alias, exc)) from exc
+
+
+def inconsistent_message(alias: str, exc: BaseException) -> str:
+    # Django's text ends with "on database 'ALIAS'.", which the message says first.
+    found = _ON_DATABASE.sub("", first_line(exc))
+    return (
+        f"inconsistent migration history on database {alias!r}: {found}; "
+        "repair the django_migrations table before migrating"
+    )
+
+
+_ON_DATABASE = re.compile(r"\s+on database '[^']*'\.?$|\.$")
+
+
+def record_squashes(executor: Any) -> list[Node]:
+    """Record each squashed migration whose replaced migrations are all applied; return them.
+
+    Django's migrate does this on every run, even with nothing to apply, so that a squash
+    deployed onto a database that already ran the migrations it replaces is recorded before the
+    replaced files are deleted; skipped, the next release would run the squash again.
+    """
+    if not executor.loader.replacements:
+        return []
+    before = set(executor.recorder.applied_migrations())
+    executor.check_replacements()
+    return sorted(set(executor.recorder.applied_migrations()) - before)
+
+
+def applied_leaf(executor: Any) -> Node | None:
+    """An applied migration with no applied child in its app: migrating to it changes nothing."""
+    applied = executor.loader.applied_migrations
+    graph = executor.loader.graph
+    for node in sorted(applied):
+        if node not in graph.node_map:
+            continue
+        children = graph.node_map[node].children
+        if not any(child.key[0] == node[0] and child.key in applied for child in children):
+            return (str(node[0]), str(node[1]))
+    return None
+
+
+def phase_overrides(loader: Any) -> dict[str, Any]:
+    """The project's marks from ``settings.ENTRYPOINT_MIGRATION_PHASES``, validated against
+    ``loader``'s migrations (ConfigError, exit 64, naming a bad entry)."""
+    from django.conf import settings
+
+    from entrypoint.plan.marks import parse_overrides
+    from entrypoint.plan.types import OVERRIDES_SETTING
+
+    value = getattr(settings, OVERRIDES_SETTING, None)
+    if value is None:
+        return {}
+    nodes = set(loader.graph.nodes) | set(getattr(loader, "disk_migrations", None) or ())
+    return parse_overrides(value, nodes)
+
+
+@dataclass
+class PlanSplit:
+    """The pending plan of one database, classified and split by the deploy-phase policy."""
+
+    planned: list[Any]
+    apply: list[Any]
+    held: list[Any]
+    targets: list[Node] | None
+    #: The MigrationExecutor the plan was made with (its graph and history, for reuse).
+    executor: Any = None
+
+
+def split(alias: str, policy: str, *, with_locks: bool = False) -> PlanSplit:
+    """Classify the pending plan of ``alias`` and split it for ``policy`` (all, pre-deploy,
+    post-deploy). ``targets`` is None when everything pending is to be applied. With
+    ``with_locks``, each migration also lists the table-size-bound locks it takes on this
+    database's server.
+
+    Raises PlanCannotBeSplit (exit 65) when a held migration is needed by one to apply.
+    """
+    from django.db import connections
+
+    from entrypoint.plan.classify import classify_plan
+    from entrypoint.plan.locknotes import server_of
+    from entrypoint.plan.policy import plan_targets, split_plan
+    from entrypoint.plan.types import Policy
+
+    connection = connections[alias]
+    executor = executor_for(alias)
+    graph = executor.loader.graph
+    forwards = [
+        (m, False) for m, backwards in executor.migration_plan(graph.leaf_nodes()) if not backwards
+    ]
+    server = server_of(connection) if with_locks and forwards else None
+    planned = classify_plan(forwards, executor.loader, server, phase_overrides(executor.loader))
+    apply_now, held = split_plan(planned, Policy(policy), graph)
+    targets = plan_targets(apply_now, graph) if held else None
+    return PlanSplit(
+        planned=planned, apply=apply_now, held=held, targets=targets, executor=executor
+    )
+
+
+def shown_plan(alias: str, policy: Policy) -> tuple[list[dict[str, Any]], PlanCannotBeSplit | None]:
+    """What ``plan`` shows of ``alias``: each pending migration as its JSON row (deploy phase,
+    reasons, lock notes, atomicity on this database, whether ``policy`` holds it), and the
+    refusal when the plan cannot be split for ``policy`` (the whole plan is shown then, with
+    what the phase would hold)."""
+    from django.db import connections
+
+    refused: PlanCannotBeSplit | None = None
+    try:
+        result = split(alias, policy, with_locks=True)
+        held = {(m.app, m.name) for m in result.held}
+    except PlanCannotBeSplit as exc:
+        refused = exc
+        result = split(alias, Policy.ALL, with_locks=True)
+        held = {m.key for m in result.planned if m.phase is DeployPhase.POST_DEPLOY}
+    # MySQL/MariaDB commit each DDL statement: no migration runs in a transaction there.
+    ddl_rolls_back = bool(connections[alias].features.can_rollback_ddl)
+    rows = []
+    for migration in result.planned:
+        row = {**migration.to_dict(), "database": alias}
+        row["atomic"] = row["atomic"] and ddl_rolls_back
+        row["held"] = migration.key in held
+        rows.append(row)
+    return rows, refused

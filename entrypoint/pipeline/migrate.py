@@ -1,0 +1,178 @@
+"""The migrate step of a run, per database: under the lock, fence and reap earlier runs, plan,
+apply what is pending (or finish what an earlier run left), all recorded in the audit trail.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from entrypoint.audit.recording import Recording
+from entrypoint.audit.recording import recording as record_run
+from entrypoint.audit.rows import UNFINISHED
+from entrypoint.config import Settings
+from entrypoint.db.targets import Target
+from entrypoint.engine import apply as engine
+from entrypoint.engine import graph
+from entrypoint.engine.session import prepare_session
+from entrypoint.errors import MigrationFailed
+from entrypoint.health.state import RunPhase
+from entrypoint.pipeline.holding import holding
+from entrypoint.pipeline.report import Reporter
+from entrypoint.pipeline.rollback import undo_failed_run
+
+
+@dataclass
+class Outcome:
+    """What a migrate run did, per database."""
+
+    applied: dict[str, list[engine.Applied]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def migrate_all(
+    settings: Settings,
+    targets: list[Target],
+    reporter: Reporter,
+    run_id: str,
+    clock: Callable[[], float] = time.monotonic,
+) -> Outcome:
+    """Lock, plan and migrate each target in order; the lock is released whatever happens."""
+    start = clock()
+    graph.check_conflicts()
+    outcome = Outcome()
+    for target in targets:
+        outcome.applied[target.alias] = _migrate_one(settings, target, reporter, run_id)
+    outcome.seconds = clock() - start
+    return outcome
+
+
+def _migrate_one(
+    settings: Settings, target: Target, reporter: Reporter, run_id: str
+) -> list[engine.Applied]:
+    alias = target.alias
+    # The run's audit row: earlier runs left running fenced and reaped, then written as the
+    # run goes.
+    with (
+        holding(target, settings, run_id, reporter) as held,
+        record_run(
+            alias,
+            run_id,
+            reporter,
+            release=settings.release,
+            phase=settings.phase,
+            lock_wait=held.waited,
+            reap_dead=settings.lock_mode != "off",
+            fence_old=held.fence_old,
+            accept_interrupted=settings.accept_interrupted,
+        ) as record,
+    ):
+        plan, targets, executor = _plan(alias, settings.phase, reporter)
+        graph.check_history(alias, executor)
+        if not plan:
+            if record.previous_status in UNFINISHED:
+                _finish_previous(
+                    alias,
+                    record,
+                    reporter,
+                    executor,
+                    held=targets is not None,
+                    confirm=held.confirm,
+                )
+            else:
+                squashes = graph.record_squashes(executor)
+                if squashes:
+                    reporter.event(
+                        "squashes_recorded",
+                        database=alias,
+                        migrations=[f"{a}.{n}" for a, n in squashes],
+                    )
+            reporter.event("nothing_to_migrate", database=alias)
+            return []
+        reporter.phase(RunPhase.MIGRATING, alias)
+        reporter.event(
+            "plan",
+            database=alias,
+            pending=len(plan),
+            migrations=[f"{app}.{name}" for app, name in plan[:50]],
+        )
+        record.begin(plan)
+        prepare_session(alias, settings.ddl_lock_timeout)
+        try:
+            applied = engine.apply(
+                alias,
+                record.on_event,
+                targets=targets,
+                retries=settings.ddl_retries,
+                confirm=held.confirm,
+            )
+        except MigrationFailed as failure:
+            if not settings.rollback_on_failure:
+                raise
+            undo_failed_run(alias, record, failure, reporter, confirm=held.confirm)
+        reporter.event(
+            "migrated",
+            database=alias,
+            applied=len(applied),
+            seconds=round(sum(a.seconds for a in applied), 3),
+        )
+        return applied
+
+
+def _finish_previous(
+    alias: str,
+    record: Recording,
+    reporter: Reporter,
+    executor: Any,
+    *,
+    held: bool,
+    confirm: Callable[[], None] | None = None,
+) -> None:
+    """Run Django's migrate with nothing to apply, for the post-migrate work (content types,
+    permissions, squash records) that the previous run ended before doing."""
+    reporter.event(
+        "finishing_previous_run",
+        level="warning",
+        database=alias,
+        previous_status=record.previous_status,
+    )
+    reporter.phase(RunPhase.MIGRATING, alias)
+    if not held:
+        engine.apply(alias, record.on_event, confirm=confirm)
+        return
+    # Held migrations are pending: migrate to an applied node, which applies nothing.
+    leaf = graph.applied_leaf(executor)
+    if leaf is not None:
+        engine.apply(alias, record.on_event, targets=[leaf], confirm=confirm)
+
+
+def _plan(
+    alias: str, phase: str, reporter: Reporter
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]] | None, Any]:
+    """What to apply now, the targets for it (None: everything pending), and the migration
+    executor it was planned with (its graph and history, for what follows under the lock).
+
+    With ENTRYPOINT_PHASE=pre-deploy the post-deploy part of the plan is held: each held
+    migration is logged with its reasons and counted.
+    """
+    if phase == "all":
+        executor = graph.executor_for(alias)
+        graph.phase_overrides(executor.loader)  # unused here, but a bad entry stops every run
+        return [(m.app_label, m.name) for m in graph.pending(executor)], None, executor
+    result = graph.split(alias, phase)
+    for held in result.held:
+        reporter.event(
+            "migration_held",
+            level="warning",
+            database=alias,
+            app=held.app,
+            migration=held.name,
+            phase=held.phase.value,
+            reasons=list(held.reasons),
+            policy=phase,
+        )
+    if result.held:
+        reporter.notify("held", database=alias, count=len(result.held))
+    return [(m.app, m.name) for m in result.apply], result.targets, result.executor

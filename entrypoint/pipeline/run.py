@@ -1,0 +1,171 @@
+"""The one run sequence of DESIGN.md: wait, lock, plan, migrate, ready, then exec (``run``),
+exit (``migrate``), serve health until SIGTERM (``sidecar``), or only wait (``wait``).
+
+Every start goes through :func:`execute`. It first resolves the command to exec (``run``: a
+missing or non-executable program fails at once, before anything connects), starts the health
+child, then takes the no-op fast path when the manifest vouches that nothing is pending, and the
+full path otherwise. "Ready" is reported here and only here, whichever path was taken.
+"""
+
+from __future__ import annotations
+
+import enum
+import signal
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from entrypoint import __version__
+from entrypoint.config import Settings
+from entrypoint.errors import ConfigError, EntrypointError, Interrupted
+from entrypoint.log import flush
+from entrypoint.pipeline.report import Reporter, configure_logging, new_run_id
+from entrypoint.process import SignalStop, capture_signals, exec_command, resolve_command
+
+
+class Command(enum.StrEnum):
+    """The commands that run the pipeline."""
+
+    RUN = "run"
+    MIGRATE = "migrate"
+    SIDECAR = "sidecar"
+    WAIT = "wait"
+
+    @property
+    def migrates(self) -> bool:
+        """Whether this command locks and migrates (``wait`` only waits)."""
+        return self is not Command.WAIT
+
+
+@dataclass(frozen=True)
+class Done:
+    """How far a run got before ready: migrations applied and seconds, over all databases."""
+
+    applied: int
+    seconds: float
+    fast_path: bool = False
+    #: Files the fast path checked (None on the full path).
+    files: int | None = None
+
+
+def execute(command: Command, settings: Settings, argv: Sequence[str] = ()) -> int:
+    """Run the pipeline for ``command``; ``argv`` is what ``run`` execs. Returns the exit code
+    (``run`` does not return when the exec succeeds)."""
+    program = resolve_command(argv) if command is Command.RUN else None
+    if settings.pushgateway_url and not settings.health_port:
+        msg = (
+            "ENTRYPOINT_PUSHGATEWAY_URL needs the metrics of the health server, which "
+            "ENTRYPOINT_HEALTH_PORT=0 turns off; set a port "
+            "(ENTRYPOINT_HEALTH_ADDR may be 127.0.0.1)"
+        )
+        raise ConfigError(msg)
+    run_id = new_run_id()
+    logger = configure_logging(settings, run_id)
+    health = None
+    if settings.health_port and command.migrates:
+        from entrypoint.health.process import HealthProcess
+
+        push = settings.pushgateway_url if command is Command.MIGRATE else None
+        health = HealthProcess.start(settings.health_addr, settings.health_port, push_url=push)
+    reporter = Reporter(health=health, logger=logger)
+
+    def on_signal(signum: int) -> None:
+        logger.warning("signal_received", signal=signal.Signals(signum).name)
+
+    try:
+        with capture_signals(on_signal):
+            logger.info("starting", command=str(command), version=__version__)
+            try:
+                done = _fast_path(command, settings, reporter) or _full_path(
+                    command, settings, reporter, run_id
+                )
+                if done is not None:
+                    reporter.ready(
+                        done.applied, done.seconds, fast_path=done.fast_path, files=done.files
+                    )
+            except SignalStop as stop:
+                raise Interrupted(stop.signum) from None
+            except EntrypointError as exc:
+                reporter.failed(exc)
+                if health is not None and settings.failure_hold:
+                    time.sleep(settings.failure_hold)  # readiness shows `failed` meanwhile
+                raise
+            finally:
+                _close_connections()
+            if command is Command.SIDECAR:
+                logger.info("serving_health", port=settings.health_port)
+                try:
+                    while True:
+                        signal.pause()
+                except SignalStop:
+                    logger.info("stopped")
+                    return 0
+        if program is not None:
+            logger.info("exec", program=program)
+
+            def before_exec() -> None:
+                flush()
+                if health is not None:
+                    health.handoff(settings.app_health_url)
+
+            exec_command([program, *argv[1:]], before=before_exec)
+        return 0
+    finally:
+        if health is not None:
+            outcome = health.stop()
+            if outcome is not None:
+                reporter.pushed(outcome)
+
+
+def _full_path(
+    command: Command, settings: Settings, reporter: Reporter, run_id: str
+) -> Done | None:
+    """Django set up, the databases waited for, then (unless ``wait``) every one migrated."""
+    from entrypoint.pipeline.migrate import migrate_all
+    from entrypoint.pipeline.setup import prepare, wait_for_databases
+
+    targets = prepare(settings, reporter, run_id=run_id)
+    reporter.run_info(settings.release)
+    wait_for_databases(settings, targets, reporter)
+    if not command.migrates:
+        return None
+    outcome = migrate_all(settings, targets, reporter, run_id)
+    applied = sum(len(items) for items in outcome.applied.values())
+    return Done(applied, outcome.seconds)
+
+
+def _fast_path(command: Command, settings: Settings, reporter: Reporter) -> Done | None:
+    """Nothing to migrate, as the manifest vouches: ready without importing Django (nor the
+    migration machinery). None when the full path must follow; the reason was logged once
+    (``fast_path_skipped``)."""
+    if not settings.manifest or not command.migrates:
+        return None
+    from entrypoint.fastpath.check import check
+
+    started = time.monotonic()
+    verdict = check(settings)
+    seconds = round(time.monotonic() - started, 4)
+    if not verdict.nothing_to_do:
+        reporter.event(
+            "fast_path_skipped",
+            level="warning" if verdict.doubt else "info",
+            reason=verdict.reason,
+            seconds=seconds,
+        )
+        return None
+    reporter.run_info(settings.release, django_version=verdict.django_version or "unknown")
+    for alias in verdict.databases:
+        reporter.event("nothing_to_migrate", database=alias, fast_path=True)
+    return Done(0, seconds, fast_path=True, files=verdict.files)
+
+
+def _close_connections() -> None:
+    import sys
+
+    if "django.db" in sys.modules:  # Django was set up on this path: close what it opened
+        from entrypoint.engine.project import close_connections
+
+        close_connections()
+
+
+__all__ = ["Command", "Done", "execute"]

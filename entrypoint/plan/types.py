@@ -1,0 +1,117 @@
+"""The words of deploy planning: a migration's :class:`DeployPhase`, the :class:`Policy` of one
+run (``ENTRYPOINT_PHASE``), and the classified migration and operation.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from entrypoint.errors import PolicyError
+
+if TYPE_CHECKING:
+    from entrypoint.plan.locknotes import LockNote
+
+#: A migration's node in Django's migration graph: (app label, migration name).
+#: A migration's node in Django's migration graph: (app label, migration name).
+Node = tuple[str, str]
+
+
+MarkedBy = Literal["settings", "entrypoint", "safemigrate", "syzygy"]
+
+
+#: The attribute of a ``Migration`` class that sets its deploy phase explicitly.
+MARK_ATTRIBUTE = "entrypoint_phase"
+
+
+#: The Django setting that marks migrations the project cannot edit (those of installed packages).
+OVERRIDES_SETTING = "ENTRYPOINT_MIGRATION_PHASES"
+
+
+class DeployPhase(enum.StrEnum):
+    """When a migration may run relative to the deploy of the code that needs it."""
+
+    PRE_DEPLOY = "pre-deploy"
+    POST_DEPLOY = "post-deploy"
+
+
+class Policy(enum.StrEnum):
+    """Which part of a plan one run applies (``ENTRYPOINT_PHASE``)."""
+
+    ALL = "all"
+    PRE_DEPLOY = "pre-deploy"
+    POST_DEPLOY = "post-deploy"
+
+
+class PlanCannotBeSplit(PolicyError):
+    """A pre-deploy migration depends on a post-deploy one that the pre-deploy phase holds."""
+
+    def __init__(self, migration: Node, held: Node) -> None:
+        self.migration = migration
+        self.held = held
+        name, held_name = dotted(migration), dotted(held)
+        message = (
+            f"cannot split the plan for the pre-deploy phase: {name} is pre-deploy but depends "
+            f"on {held_name}, which is post-deploy and held; set {MARK_ATTRIBUTE} = "
+            f'"post-deploy" on {name} (settings.{OVERRIDES_SETTING} for a migration you cannot '
+            "edit) or move it into the next release"
+        )
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class OperationPhase:
+    """The deploy phase of one operation, and why."""
+
+    phase: DeployPhase
+    reason: str
+    #: What the summary of a pre-deploy migration counts this operation as.
+    kind: str
+    #: Pre-deploy, but worth a reader's attention (it may fail on existing data).
+    caution: bool = False
+    #: It cannot be judged from outside; the migration needs a mark.
+    needs_mark: bool = False
+
+
+@dataclass(frozen=True)
+class PlannedMigration:
+    """One pending migration with its deploy phase and what undoing it would take."""
+
+    app: str
+    name: str
+    phase: DeployPhase
+    reasons: tuple[str, ...]
+    atomic: bool
+    reversible: bool
+    marked_by: MarkedBy | None = None
+    #: An operation could not be judged (``RunPython``, ``RunSQL``, a third-party operation)
+    #: and the migration carries no mark.
+    needs_mark: bool = False
+    #: One entry per operation, in order, whatever the mark says.
+    operations: tuple[OperationPhase, ...] = ()
+    #: Locks held for as long as the table is large (rewrites, scans, index builds) on the
+    #: server the plan was classified for; empty when no server was given.
+    locks: tuple[LockNote, ...] = ()
+
+    @property
+    def key(self) -> Node:
+        """The migration's node in Django's migration graph."""
+        return (self.app, self.name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form used by ``plan --format json``."""
+        return {
+            "app": self.app,
+            "name": self.name,
+            "phase": self.phase.value,
+            "reasons": list(self.reasons),
+            "atomic": self.atomic,
+            "reversible": self.reversible,
+            "locks": [note.to_dict() for note in self.locks],
+        }
+
+
+def dotted(node: Node) -> str:
+    """``app.name`` of a migration node."""
+    return f"{node[0]}.{node[1]}"

