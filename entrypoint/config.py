@@ -250,6 +250,17 @@ OPTIONS: tuple[Option, ...] = (
         "the alias's own settings",
     ),
     Option(
+        "direct_database_url",
+        "ENTRYPOINT_DIRECT_DATABASE_URL",
+        "--direct-database-url",
+        _postgres_url,
+        None,
+        "direct PostgreSQL URL for the whole run (lock, migrations, audit trail), bypassing a "
+        "transaction pooler; the app server after the exec keeps DATABASES",
+        "URL",
+        "the alias's own settings",
+    ),
+    Option(
         "lock_mode",
         "ENTRYPOINT_LOCK",
         "--lock",
@@ -409,6 +420,7 @@ class Settings:
     lock_timeout: float = 900.0
     lock_key: str | None = None
     lock_database_url: str | None = None
+    direct_database_url: str | None = None
     lock_mode: str = "auto"
     health_addr: str = "0.0.0.0"  # noqa: S104 - probes come from outside the container
     health_port: int = 8081

@@ -155,3 +155,39 @@ def _mark_mysql_connections(alias: str, run_id: str) -> None:
     if wrapper.connection is not None:
         with wrapper.connection.cursor() as cursor:
             take_marker(cursor, marker)
+
+
+def route_directly(requested: tuple[str, ...], url: str) -> str:
+    """Point this process's connections of the run's one PostgreSQL alias at ``url``
+    (``ENTRYPOINT_DIRECT_DATABASE_URL``): the lock, the migrations and the audit trail then
+    bypass a transaction pooler. Only this process's settings change: the app server after the
+    exec reads the project's own. Returns the alias; ConfigError when the run does not act on
+    exactly one PostgreSQL alias."""
+    from django.conf import settings
+    from django.db import connections
+    from psycopg.conninfo import conninfo_to_dict
+
+    aliases = list(settings.DATABASES) if requested == ("all",) else list(requested)
+    postgres = [
+        a for a in aliases if a in settings.DATABASES and connections[a].vendor == "postgresql"
+    ]
+    if len(postgres) != 1:
+        found = ", ".join(postgres) or "none"
+        msg = (
+            "ENTRYPOINT_DIRECT_DATABASE_URL names one PostgreSQL database, and this run acts on "
+            f"{len(postgres)} PostgreSQL aliases ({found}); run one alias at a time with "
+            "--database ALIAS"
+        )
+        raise ConfigError(msg)
+    alias = postgres[0]
+    params: dict[str, Any] = dict(conninfo_to_dict(url))
+    register_secret(params.get("password"))
+    # The connection's settings are the handler's own dict: a connection opened later for the
+    # audit trail reads the same direct route.
+    entry = connections[alias].settings_dict
+    names = {"dbname": "NAME", "host": "HOST", "port": "PORT", "user": "USER"}
+    for key, name in {**names, "password": "PASSWORD"}.items():
+        if key in params:
+            entry[name] = str(params.pop(key))
+    entry["OPTIONS"] = {**(entry.get("OPTIONS") or {}), **params}
+    return alias

@@ -28,6 +28,7 @@ from entrypoint.engine import events
 from entrypoint.engine.ddl import WriteCounter, failing_operation, is_lock_timeout, left_behind
 from entrypoint.engine.events import OnEvent
 from entrypoint.engine.graph import inconsistent_message
+from entrypoint.engine.session import Scoped
 from entrypoint.errors import ConfigError, Interrupted, LockLost, MigrationFailed
 from entrypoint.plan.types import Node
 from entrypoint.process import FenceStop, SignalStop
@@ -63,6 +64,7 @@ def apply(
     progress: Progress | None = None,
     run_checks: bool = True,
     confirm: Callable[[], None] | None = None,
+    session: Scoped | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> list[Applied]:
@@ -75,6 +77,8 @@ def apply(
     back-off. ``confirm`` (the fence's check that the lock is still held, raising
     :class:`~entrypoint.locks.base.Lost`) is called before each migration starts and before
     each is recorded in ``django_migrations``, inside its transaction when it has one.
+    ``session`` gives each migration's statements their settings, scoped to the migration
+    (:mod:`.session`).
 
     Raises MigrationFailed (exit 70) naming the migration and the database error, Interrupted
     when SIGTERM/SIGINT arrived (the statement in flight was cancelled), or LockLost (75) when
@@ -85,7 +89,14 @@ def apply(
     def run_all() -> None:
         for target in targets if targets is not None else [None]:
             _apply_once(
-                alias, on_event, state, target, run_checks=run_checks, confirm=confirm, clock=clock
+                alias,
+                on_event,
+                state,
+                target,
+                run_checks=run_checks,
+                confirm=confirm,
+                session=session,
+                clock=clock,
             )
 
     with_retries(run_all, alias, state, on_event, retries=retries, sleep=sleep)
@@ -148,6 +159,7 @@ def _apply_once(
     *,
     run_checks: bool,
     confirm: Callable[[], None] | None,
+    session: Scoped | None,
     clock: Callable[[], float],
 ) -> None:
     from django.core.management import call_command
@@ -166,6 +178,8 @@ def _apply_once(
                     alias,
                     f"before {migration.app_label}.{migration.name} started; nothing of it ran",
                 )
+                if session is not None:
+                    session.migration_starts()
                 state.current = (migration.app_label, migration.name)
                 # Django wraps a migration in a transaction only where DDL can be rolled
                 # back; on MySQL/MariaDB an "atomic" migration may be left partly applied.
@@ -180,6 +194,8 @@ def _apply_once(
                 )
                 writes.reset()
             elif action == "apply_success":
+                if session is not None:
+                    session.migration_ends()
                 done = Applied(migration.app_label, migration.name, clock() - state.started)
                 state.applied.append(done)
                 state.current = None
@@ -196,6 +212,7 @@ def _apply_once(
             cancel_on_signal(alias),
             connections[alias].execute_wrapper(writes),
             fenced(alias, confirm, lambda: state.current),
+            _scoped(alias, session),
         ):
             call_command(
                 command,
@@ -246,6 +263,22 @@ def _apply_once(
             confirm_lock(confirm, alias, f"while migrating, which then failed ({_error_text(exc)})")
             msg = f"migrate failed on database {alias!r}: {_error_text(exc)}"
         raise MigrationFailed(msg, lock_timeout=lock_timeout) from exc
+
+
+@contextmanager
+def _scoped(alias: str, session: Scoped | None) -> Iterator[None]:
+    """The session wrapper innermost, so that its own statements pass no other wrapper; a
+    migration stopped by an error still has its session settings put back."""
+    if session is None:
+        yield
+        return
+    from django.db import connections
+
+    try:
+        with connections[alias].execute_wrapper(session):
+            yield
+    finally:
+        session.migration_ends()
 
 
 def confirm_lock(confirm: Callable[[], None] | None, alias: str, where: str) -> None:

@@ -5,7 +5,8 @@ apply what is pending (or finish what an earlier run left), all recorded in the 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +17,7 @@ from entrypoint.config import Settings
 from entrypoint.db.targets import Target
 from entrypoint.engine import apply as engine
 from entrypoint.engine import graph
-from entrypoint.engine.session import prepare_session
+from entrypoint.engine.session import Scoped, intermediary, mysql_session, postgres_settings
 from entrypoint.errors import MigrationFailed
 from entrypoint.health.state import RunPhase
 from entrypoint.pipeline.holding import holding
@@ -99,15 +100,16 @@ def _migrate_one(
             migrations=[f"{app}.{name}" for app, name in plan[:50]],
         )
         record.begin(plan)
-        prepare_session(alias, settings.ddl_lock_timeout)
         try:
-            applied = engine.apply(
-                alias,
-                record.on_event,
-                targets=targets,
-                retries=settings.ddl_retries,
-                confirm=held.confirm,
-            )
+            with _session(alias, target, settings, reporter) as session:
+                applied = engine.apply(
+                    alias,
+                    record.on_event,
+                    targets=targets,
+                    retries=settings.ddl_retries,
+                    confirm=held.confirm,
+                    session=session,
+                )
         except MigrationFailed as failure:
             if not settings.rollback_on_failure:
                 raise
@@ -176,3 +178,32 @@ def _plan(
     if result.held:
         reporter.notify("held", database=alias, count=len(result.held))
     return [(m.app, m.name) for m in result.apply], result.targets, result.executor
+
+
+@contextmanager
+def _session(
+    alias: str, target: Target, settings: Settings, reporter: Reporter
+) -> Iterator[Scoped | None]:
+    """The settings of the migration's statements, scoped to each migration (PostgreSQL) or to
+    this run (MySQL/MariaDB); a connection that goes through a pooler or proxy is said once."""
+    if target.vendor == "mysql":
+        with mysql_session(alias, settings.ddl_lock_timeout):
+            yield None
+        return
+    if target.vendor != "postgresql":
+        yield None
+        return
+    via = intermediary(alias)
+    if via is not None:
+        reporter.event(
+            "pooler_detected",
+            level="warning",
+            database=alias,
+            reason=via,
+            fix=(
+                "set ENTRYPOINT_DIRECT_DATABASE_URL to migrate on a direct connection; meanwhile "
+                "no session setting is relied on, and non-atomic migrations run without the "
+                "session settings (ENTRYPOINT_DDL_LOCK_TIMEOUT)"
+            ),
+        )
+    yield Scoped(alias, postgres_settings(settings.ddl_lock_timeout), session_allowed=via is None)

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 
 from entrypoint.config import Settings
 from entrypoint.db import wait
-from entrypoint.db.targets import Target, resolve_targets, tag_connections
+from entrypoint.db.targets import Target, resolve_targets, route_directly, tag_connections
 from entrypoint.engine.project import close_connections, setup_django
 from entrypoint.errors import Interrupted
 from entrypoint.health.state import RunPhase
@@ -32,6 +32,8 @@ def prepare(
     server, so that a later holder can fence it.
     """
     setup_django(settings.settings_module)
+    if settings.direct_database_url:
+        route_directly(settings.databases, settings.direct_database_url)
     targets = resolve_targets(settings.databases)
     for target in targets:
         if check_locks:
