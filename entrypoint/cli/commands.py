@@ -102,7 +102,8 @@ def rollback(args: argparse.Namespace, settings: Settings) -> int:
 
 def probe(args: argparse.Namespace, settings: Settings) -> int:
     """probe: exit 0 when readiness answers 200, 1 otherwise."""
-    from entrypoint.health.probe import local_url, probe
+    from entrypoint.cli import render
+    from entrypoint.health.probe import local_url, why_not_ready
 
     url = args.url
     if url is None:
@@ -110,7 +111,11 @@ def probe(args: argparse.Namespace, settings: Settings) -> int:
             msg = "probe needs --url, or the health server's ENTRYPOINT_HEALTH_PORT (it is 0)"
             raise ConfigError(msg)
         url = local_url(settings.health_addr, settings.health_port, "/readyz")
-    return 0 if probe(url, timeout=args.timeout) else EX_CHECK_FAILED
+    reason = why_not_ready(url, timeout=args.timeout)
+    if reason is None:
+        return 0
+    render.not_ready(url, reason)
+    return EX_CHECK_FAILED
 
 
 def freeze(args: argparse.Namespace, settings: Settings) -> int:

@@ -20,6 +20,12 @@ def out(text: str = "") -> None:
     sys.stdout.flush()
 
 
+def not_ready(url: str, reason: str) -> None:
+    """``probe``'s one line on standard error when readiness is not 200."""
+    sys.stderr.write(f"django-entrypoint: probe: {url} is not ready: {reason}\n")
+    sys.stderr.flush()
+
+
 def plan_rows(rows: Sequence[dict[str, Any]], fmt: str, policy: str) -> None:
     """The ``plan`` output: JSON, or one line per migration with its reasons and lock notes."""
     if fmt == "json":

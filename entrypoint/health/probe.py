@@ -48,6 +48,45 @@ def probe(url: str, timeout: float = 2.0) -> bool:
     return http_status(url, timeout) == 200
 
 
+def why_not_ready(url: str, timeout: float = 2.0) -> str | None:
+    """None when a GET on ``url`` answers 200; else why not, in a few words: refused, timed
+    out, or the status with the phase ``/readyz`` reports."""
+    import http.client
+    import json
+
+    connection: http.client.HTTPConnection | None = None
+    try:
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or parts.hostname is None:
+            return f"{url} is not an http(s) URL"
+        kind = (
+            http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        )
+        connection = kind(parts.hostname, parts.port, timeout=timeout)
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        connection.request(
+            "GET", target, headers={"User-Agent": f"django-entrypoint/{__version__}"}
+        )
+        answer = connection.getresponse()
+        if answer.status == 200:
+            return None
+        body = answer.read(65536)
+        try:
+            phase = json.loads(body).get("phase")
+        except (ValueError, AttributeError):
+            phase = None
+        return f"it answered {answer.status}" + (f", phase {phase}" if phase else "")
+    except ConnectionRefusedError:
+        return "the connection was refused: nothing listens there"
+    except TimeoutError:
+        return f"no answer within {timeout:g}s"
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        return f"it failed: {type(exc).__name__}: {exc}"
+    finally:
+        if connection is not None:
+            connection.close()
+
+
 class CachedAppCheck:
     """Whether the exec'd app server answers its health URL with 2xx/3xx, asked at most once a ttl.
 

@@ -228,12 +228,16 @@ def test_app_health_url_gates_readiness_after_the_exec(
 
 
 def test_probe_command(launcher: Launcher, pg_db: PgDatabase) -> None:
-    """`probe` exits 0 against ready, 1 against not ready and against nothing listening."""
+    """`probe` exits 0 against ready, 1 against not ready and against nothing listening, with
+    one line saying why (refused, or the status and the phase)."""
     port = free_port()
-    nothing = launcher.run(
-        ["probe", "--url", f"http://127.0.0.1:{free_port()}/readyz"], launcher.env()
-    )
+    url = f"http://127.0.0.1:{free_port()}/readyz"
+    nothing = launcher.run(["probe", "--url", url], launcher.env())
     assert nothing.popen.returncode == 1
+    assert nothing.error_lines() == [
+        f"django-entrypoint: probe: {url} is not ready: the connection was refused: nothing "
+        "listens there"
+    ]
     with psycopg.connect(**pg_db.info, autocommit=True) as other:
         other.execute("SELECT pg_advisory_lock(%s)", (lock_key(pg_db.name),))
         sidecar = launcher.start(
@@ -241,7 +245,12 @@ def test_probe_command(launcher: Launcher, pg_db: PgDatabase) -> None:
         )
         wait_for_readyz(port, sidecar, phase="waiting_for_lock")
         probe_env = launcher.env(ENTRYPOINT_HEALTH_PORT=str(port))
-        assert launcher.run(["probe"], probe_env).popen.returncode == 1
+        waiting = launcher.run(["probe"], probe_env)
+        assert waiting.popen.returncode == 1
+        assert waiting.error_lines() == [
+            f"django-entrypoint: probe: http://127.0.0.1:{port}/readyz is not ready: it "
+            "answered 503, phase waiting_for_lock"
+        ]
     wait_for_readyz(port, sidecar, phase="ready")
     assert launcher.run(["probe"], probe_env).popen.returncode == 0
     sidecar.popen.send_signal(signal.SIGTERM)
