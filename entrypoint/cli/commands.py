@@ -37,12 +37,26 @@ def check(args: argparse.Namespace, settings: Settings) -> int:
     from entrypoint.pipeline.setup import read_only
 
     found = []
-    with read_only(settings, _reporter(settings)) as targets:
-        for target in targets:
-            found.extend(find_problems(target.alias, settings.phase))
+    if args.base:
+        from entrypoint.engine.base import base_executor
+        from entrypoint.pipeline.setup import offline
+
+        with offline(settings, _reporter(settings)) as targets:
+            executor = base_executor(args.base)
+            for target in targets:
+                found.extend(
+                    find_problems(target.alias, settings.phase, executor=executor, offline=True)
+                )
+    else:
+        with read_only(settings, _reporter(settings)) as targets:
+            for target in targets:
+                found.extend(find_problems(target.alias, settings.phase))
     if args.allow_unapplied:
         found = [problem for problem in found if problem.kind != "unapplied"]
-    render.problems(found, args.format, [t.alias for t in targets])
+    if args.format == "github":
+        render.github_problems(found, [t.alias for t in targets])
+    else:
+        render.problems(found, args.format, [t.alias for t in targets])
     return EX_CHECK_FAILED if found else 0
 
 
@@ -54,12 +68,31 @@ def plan(args: argparse.Namespace, settings: Settings) -> int:
 
     rows = []
     refused = None
-    with read_only(settings, _reporter(settings)) as targets:
-        for target in targets:
-            shown, refusal = shown_plan(target.alias, settings.phase)
-            rows.extend(shown)
-            refused = refused or refusal
-    render.plan_rows(rows, args.format, str(settings.phase))
+    if args.base:
+        from entrypoint.engine.base import assumed_server, base_executor
+        from entrypoint.pipeline.setup import offline
+
+        with offline(settings, _reporter(settings)) as targets:
+            executor = base_executor(args.base)
+            for target in targets:
+                shown, refusal = shown_plan(
+                    target.alias,
+                    settings.phase,
+                    executor=executor,
+                    server=assumed_server(target.vendor),
+                )
+                rows.extend(shown)
+                refused = refused or refusal
+    else:
+        with read_only(settings, _reporter(settings)) as targets:
+            for target in targets:
+                shown, refusal = shown_plan(target.alias, settings.phase)
+                rows.extend(shown)
+                refused = refused or refusal
+    if args.format == "markdown":
+        render.plan_markdown(rows, str(settings.phase))
+    else:
+        render.plan_rows(rows, args.format, str(settings.phase))
     if refused is not None:
         raise refused
     return 0

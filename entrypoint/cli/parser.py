@@ -80,13 +80,23 @@ def build_parser() -> argparse.ArgumentParser:
     command("migrate")
     command("sidecar")
     command("wait")
-    formats = {"check": ("text", "json"), "plan": ("text", "json"), "history": ("text", "json")}
+    formats = {
+        "check": ("text", "json", "github"),
+        "plan": ("text", "json", "markdown"),
+        "history": ("text", "json"),
+    }
     check = command("check")
     check.add_argument(
         "--format",
         choices=formats["check"],
         default="text",
-        help="text for people (default) or json",
+        help="text for people (default), json, or github (workflow annotations)",
+    )
+    check.add_argument(
+        "--base",
+        metavar="REF",
+        help="count the migrations at git revision REF as applied and open no database (a pull "
+        "request's check)",
     )
     check.add_argument(
         "--allow-unapplied",
@@ -98,7 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--format",
         choices=formats["plan"],
         default="text",
-        help="text for people (default) or json",
+        help="text for people (default), json, or markdown (a job summary)",
+    )
+    plan.add_argument(
+        "--base",
+        metavar="REF",
+        help="count the migrations at git revision REF as applied and open no database",
     )
     history = command("history")
     history.add_argument(

@@ -5,8 +5,10 @@ trail, rollback outcomes. Standard output carries only this; log events go to st
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from entrypoint.audit.rows import Kind, RunRow, Status
@@ -62,6 +64,112 @@ def problems(found: Sequence[Problem], fmt: str, databases: Sequence[str]) -> No
         out(f"{problem.database}: {problem.kind}: {problem.message}")
     if not found:
         out(f"ok: no problem found on {', '.join(databases)}")
+
+
+_TITLES = {
+    "unapplied": "Unapplied migration",
+    "missing": "Model changes without a migration",
+    "conflict": "Conflicting migrations",
+    "policy": "Deploy phase",
+}
+
+
+def github_problems(found: Sequence[Problem], databases: Sequence[str]) -> None:
+    """``check --format github``: one workflow annotation per problem, on the migration's file
+    and the line of its operation, which GitHub shows on the pull request."""
+    lines = [
+        annotation(
+            "error",
+            problem.message,
+            _TITLES.get(problem.kind, problem.kind),
+            problem.file,
+            problem.line,
+        )
+        for problem in found
+    ]
+    if not found:
+        lines.append(
+            annotation(
+                "notice", f"no problem found on {', '.join(databases)}", "django-entrypoint check"
+            )
+        )
+    out("\n".join(lines))
+
+
+def annotation(
+    level: str, message: str, title: str, file: str | None = None, line: int | None = None
+) -> str:
+    """One GitHub workflow command (``::error file=...,line=...,title=...::message``), its
+    properties and message escaped as the runner reads them."""
+    properties = []
+    if file:
+        properties.append(f"file={_escape_property(workspace_path(file))}")
+        if line:
+            properties.append(f"line={line}")
+    properties.append(f"title={_escape_property(title)}")
+    return f"::{level} {','.join(properties)}::{_escape_data(message)}"
+
+
+def workspace_path(path: str) -> str:
+    """``path`` relative to the repository root, as annotations name files: GITHUB_WORKSPACE
+    when set, else the git work tree holding the file, else as given."""
+    resolved = Path(path).resolve()
+    roots = [os.environ.get("GITHUB_WORKSPACE")]
+    roots += [str(parent) for parent in resolved.parents if (parent / ".git").exists()][:1]
+    for root in filter(None, roots):
+        if resolved.is_relative_to(Path(root).resolve()):
+            return resolved.relative_to(Path(root).resolve()).as_posix()
+    return path
+
+
+def _escape_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(text: str) -> str:
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def plan_markdown(rows: Sequence[dict[str, Any]], policy: str) -> None:
+    """``plan --format markdown``: the pending migrations for a job summary, each with its
+    deploy phase, the reasons, and the table locks it takes."""
+    if not rows:
+        out("### Migrations\n\nNothing to migrate.")
+        return
+    post = sum(1 for row in rows if row["phase"] == "post-deploy")
+    locks = sum(len(row["locks"]) for row in rows)
+    held = sum(1 for row in rows if row["held"])
+    lines = [
+        "### Migrations",
+        "",
+        f"{len(rows)} pending: {len(rows) - post} pre-deploy, {post} post-deploy"
+        + (f", {held} held by `ENTRYPOINT_PHASE={policy}`" if held else "")
+        + (f"; {locks} table-lock note(s)" if locks else ""),
+        "",
+        "| database | migration | phase | atomic | reversible |",
+        "|---|---|---|---|---|",
+    ]
+    for row in rows:
+        phase = f"**{row['phase']}**" if row["phase"] == "post-deploy" else row["phase"]
+        if row["held"]:
+            phase += " (held)"
+        cells = (
+            row["database"],
+            f"`{row['app']}.{row['name']}`",
+            phase,
+            "yes" if row["atomic"] else "no",
+            "yes" if row["reversible"] else "no",
+        )
+        lines.append("| " + " | ".join(cells) + " |")
+    for row in rows:
+        lines += ["", f"#### `{row['app']}.{row['name']}`: {row['phase']}", ""]
+        lines += [f"- {_markdown(reason)}" for reason in row["reasons"]]
+        lines += [f"- :warning: {_markdown(lock['note'])}" for lock in row["locks"]]
+    out("\n".join(lines))
+
+
+def _markdown(text: str) -> str:
+    return text.replace("|", "\\|").replace("<", "&lt;")
 
 
 def history(rows: Sequence[RunRow], fmt: str) -> None:

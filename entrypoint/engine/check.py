@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from django.db.migrations.questioner import NonInteractiveMigrationQuestioner
@@ -18,7 +19,13 @@ from entrypoint.engine.graph import app_conflict_message, history_mismatch_messa
 from entrypoint.errors import ConfigError
 from entrypoint.plan.classify import classify_plan
 from entrypoint.plan.policy import split_plan
-from entrypoint.plan.types import MARK_ATTRIBUTE, PlanCannotBeSplit, PlannedMigration, Policy
+from entrypoint.plan.types import (
+    MARK_ATTRIBUTE,
+    DeployPhase,
+    PlanCannotBeSplit,
+    PlannedMigration,
+    Policy,
+)
 
 if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
@@ -38,6 +45,11 @@ class Problem:
     message: str
     app: str | None = None
     name: str | None = None
+    #: The operation of the migration it is about (its index in ``operations``), if one.
+    operation: int | None = None
+    #: Where to show it: the migration's file (or the app's models) and the operation's line.
+    file: str | None = None
+    line: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form used by ``check --format json``."""
@@ -50,7 +62,37 @@ class Problem:
         }
 
 
-def find_problems(alias: str, policy: Policy | None) -> list[Problem]:
+def placed(problems: list[Problem], loader: Any) -> list[Problem]:
+    """The problems with the file and line they are about: the migration's file and the line of
+    its operation (or of the class), else the app's models module or migrations package."""
+    import dataclasses
+
+    from django.apps import apps
+
+    from entrypoint.engine.source import migration_file, operation_lines
+
+    out = []
+    for problem in problems:
+        file: Path | None = None
+        line = None
+        node = (problem.app, problem.name)
+        if problem.app and problem.name and node in loader.graph.nodes:
+            migration = loader.graph.nodes[node]
+            file = migration_file(migration)
+            lines = operation_lines(migration)
+            index = problem.operation if problem.operation is not None else 0
+            line = lines[index] if 0 <= index < len(lines) else 1
+        elif problem.app and problem.app in apps.app_configs:
+            config = apps.get_app_config(problem.app)
+            models = Path(config.path) / "models.py"
+            file = models if models.exists() else Path(config.path)
+        out.append(dataclasses.replace(problem, file=str(file) if file else None, line=line))
+    return out
+
+
+def find_problems(
+    alias: str, policy: Policy | None, *, executor: Any = None, offline: bool = False
+) -> list[Problem]:
     """Everything that should stop a deploy to database ``alias``, in a stable order.
 
     Conflicts first (several leaf nodes in one app, or a recorded history that does not fit the
@@ -60,6 +102,10 @@ def find_problems(alias: str, policy: Policy | None) -> list[Problem]:
     also reports data migrations and third-party operations that carry no phase mark; ``all``
     or None reports no policy problems. Django must be set up; raises ConfigError for an alias
     that is not in ``DATABASES``.
+
+    ``offline`` (``check --base``, with ``executor`` planning against the migrations at a git
+    revision): no database is read, so neither the recorded history nor unapplied migrations
+    are reported (what is pending is what the change adds, and is classified instead).
     """
     from django.db import connections
     from django.db.migrations.executor import MigrationExecutor
@@ -71,10 +117,11 @@ def find_problems(alias: str, policy: Policy | None) -> list[Problem]:
         known = ", ".join(sorted(connections.settings)) or "none"
         message = f"database alias {alias!r} is not in DATABASES (configured: {known})"
         raise ConfigError(message) from None
-    executor = MigrationExecutor(connection)
+    if executor is None:
+        executor = MigrationExecutor(connection)
     loader = executor.loader
     overrides = phase_overrides(loader)  # a bad entry is a configuration error, phase or not
-    problems = _conflicts(alias, loader, connection)
+    problems = _conflicts(alias, loader, None if offline else connection)
     if not problems:
         # Like makemigrations, which refuses to run until conflicts are merged.
         problems += _missing(alias, loader)
@@ -89,20 +136,23 @@ def find_problems(alias: str, policy: Policy | None) -> list[Problem]:
             migration.name,
         )
         for migration, _ in plan
+        if not offline
     ]
     if policy is not None and policy is not Policy.ALL and plan:
         planned = classify_plan(plan, loader, overrides=overrides)
         problems += _policy_problems(alias, policy, planned, loader.graph)
-    return problems
+    return placed(problems, loader)
 
 
-def _conflicts(alias: str, loader: Any, connection: BaseDatabaseWrapper) -> list[Problem]:
+def _conflicts(alias: str, loader: Any, connection: BaseDatabaseWrapper | None) -> list[Problem]:
     from django.db.migrations.exceptions import InconsistentMigrationHistory
 
     problems = [
         Problem("conflict", alias, app_conflict_message(app, names), app)
         for app, names in sorted(loader.detect_conflicts().items())
     ]
+    if connection is None:
+        return problems
     try:
         loader.check_consistent_history(connection)
     except InconsistentMigrationHistory as exc:
@@ -213,7 +263,8 @@ def _policy_problems(
                 f"{p.app}.{p.name}: {'; '.join(unjudged)}; set {MARK_ATTRIBUTE} = "
                 '"pre-deploy" or "post-deploy" on its Migration class'
             )
-            problems.append(Problem("policy", alias, message, p.app, p.name))
+            first = next(i for i, op in enumerate(p.operations) if op.needs_mark)
+            problems.append(Problem("policy", alias, message, p.app, p.name, operation=first))
     try:
         _, held = split_plan(planned, policy, graph)
     except PlanCannotBeSplit as exc:
@@ -228,9 +279,18 @@ def _policy_problems(
             "old code runs",
             p.app,
             p.name,
+            operation=_first_post_deploy(p),
         )
         for p in held
         # An unmarked one is already reported above, with the fix that comes first.
         if not p.needs_mark
     ]
     return problems
+
+
+def _first_post_deploy(migration: PlannedMigration) -> int | None:
+    """The index of the migration's first post-deploy operation, if one is."""
+    for index, operation in enumerate(migration.operations):
+        if operation.phase is DeployPhase.POST_DEPLOY:
+            return index
+    return None

@@ -146,11 +146,21 @@ class PlanSplit:
     executor: Any = None
 
 
-def split(alias: str, policy: str, *, with_locks: bool = False) -> PlanSplit:
+def split(
+    alias: str,
+    policy: str,
+    *,
+    with_locks: bool = False,
+    executor: Any = None,
+    server: Any = None,
+) -> PlanSplit:
     """Classify the pending plan of ``alias`` and split it for ``policy`` (all, pre-deploy,
     post-deploy). ``targets`` is None when everything pending is to be applied. With
     ``with_locks``, each migration also lists the table-size-bound locks it takes on this
     database's server.
+
+    ``executor`` (default: Django's, on the database) and ``server`` (default: read from the
+    connection) let a check without a database (``--base``) plan against another history.
 
     Raises PlanCannotBeSplit (exit 65) when a held migration is needed by one to apply.
     """
@@ -161,13 +171,16 @@ def split(alias: str, policy: str, *, with_locks: bool = False) -> PlanSplit:
     from entrypoint.plan.policy import plan_targets, split_plan
     from entrypoint.plan.types import Policy
 
-    connection = connections[alias]
-    executor = executor_for(alias)
+    if executor is None:
+        executor = executor_for(alias)
     graph = executor.loader.graph
     forwards = [
         (m, False) for m, backwards in executor.migration_plan(graph.leaf_nodes()) if not backwards
     ]
-    server = server_of(connection) if with_locks and forwards else None
+    if not (with_locks and forwards):
+        server = None
+    elif server is None:
+        server = server_of(connections[alias])
     planned = classify_plan(forwards, executor.loader, server, phase_overrides(executor.loader))
     apply_now, held = split_plan(planned, Policy(policy), graph)
     targets = plan_targets(apply_now, graph) if held else None
@@ -176,7 +189,9 @@ def split(alias: str, policy: str, *, with_locks: bool = False) -> PlanSplit:
     )
 
 
-def shown_plan(alias: str, policy: Policy) -> tuple[list[dict[str, Any]], PlanCannotBeSplit | None]:
+def shown_plan(
+    alias: str, policy: Policy, *, executor: Any = None, server: Any = None
+) -> tuple[list[dict[str, Any]], PlanCannotBeSplit | None]:
     """What ``plan`` shows of ``alias``: each pending migration as its JSON row (deploy phase,
     reasons, lock notes, atomicity on this database, whether ``policy`` holds it), and the
     refusal when the plan cannot be split for ``policy`` (the whole plan is shown then, with
@@ -185,14 +200,14 @@ def shown_plan(alias: str, policy: Policy) -> tuple[list[dict[str, Any]], PlanCa
 
     refused: PlanCannotBeSplit | None = None
     try:
-        result = split(alias, policy, with_locks=True)
+        result = split(alias, policy, with_locks=True, executor=executor, server=server)
         held = {(m.app, m.name) for m in result.held}
     except PlanCannotBeSplit as exc:
         refused = exc
-        result = split(alias, Policy.ALL, with_locks=True)
+        result = split(alias, Policy.ALL, with_locks=True, executor=executor, server=server)
         held = {m.key for m in result.planned if m.phase is DeployPhase.POST_DEPLOY}
     # MySQL/MariaDB commit each DDL statement: no migration runs in a transaction there.
-    ddl_rolls_back = bool(connections[alias].features.can_rollback_ddl)
+    ddl_rolls_back = bool(connections[alias].features.can_rollback_ddl)  # no connection needed
     rows = []
     for migration in result.planned:
         row = {**migration.to_dict(), "database": alias}

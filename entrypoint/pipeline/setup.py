@@ -94,3 +94,16 @@ def _new_sqlite_file(target: Target) -> bool:
     if target.vendor != "sqlite" or not name or name == ":memory:" or "mode=memory" in name:
         return False
     return not os.path.exists(name)
+
+
+@contextmanager
+def offline(settings: Settings, reporter: Reporter) -> Iterator[list[Target]]:
+    """The project and its targets for a check that opens no database (``--base``): no wait,
+    and any connection attempt fails at once."""
+    from entrypoint.engine.base import offline as no_connections
+
+    setup_django(settings.settings_module)
+    targets = resolve_targets(settings.databases)
+    reporter.event("databases", databases=[t.alias for t in targets], offline=True)
+    with no_connections([t.alias for t in targets]):
+        yield targets

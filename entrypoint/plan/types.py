@@ -108,6 +108,7 @@ class PlannedMigration:
             "reasons": list(self.reasons),
             "atomic": self.atomic,
             "reversible": self.reversible,
+            "needs_mark": self.needs_mark,
             "locks": [note.to_dict() for note in self.locks],
         }
 

@@ -291,7 +291,9 @@ def test_ci_workflow_tests_both_django_lines() -> None:
     assert sixes
     assert all(tuple(map(int, p.split("."))) >= (3, 12) for p in sixes)
     container = " ".join(step.get("run", "") for step in jobs["container"]["steps"])
-    assert "tests/test_container.py" in container
+    assert "tests/e2e/test_container.py" in container
+    action = jobs["action"]["steps"]
+    assert any(step.get("uses") == "./" for step in action)
 
 
 def test_deploy_example_runs_in_the_safe_order() -> None:
@@ -306,7 +308,8 @@ def test_deploy_example_runs_in_the_safe_order() -> None:
     for before, after in itertools.pairwise(order):
         assert jobs[after]["needs"] == before
     steps = {name: " ".join(s.get("run", "") for s in job["steps"]) for name, job in jobs.items()}
-    assert "django-entrypoint check" in steps["check"]
+    [gate] = [step for step in jobs["check"]["steps"] if step.get("uses") == "./"]
+    assert (gate["with"]["command"], gate["with"]["phase"]) == ("check", "pre-deploy")
     assert "run-migrate-job.sh pre-deploy" in steps["pre-deploy"]
     assert "kubectl rollout status" in steps["rollout"]
     assert "run-migrate-job.sh post-deploy" in steps["post-deploy"]

@@ -1202,6 +1202,7 @@ def test_planned_migration_carries_atomic_and_reversible_and_its_json_form() -> 
         ],
         "atomic": False,
         "reversible": False,
+        "needs_mark": True,
         "locks": [],
     }
     assert after_initial(migrations.RunPython(backfill, backfill)).atomic is True
