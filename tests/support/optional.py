@@ -83,7 +83,7 @@ PARTS = {
             _mysqlclient,
             "pip install -e '.[test,mysql]' (it compiles against libmysqlclient: apt-get install "
             "default-libmysqlclient-dev pkg-config gcc); the server tests also need a server, "
-            "see README 'MySQL and MariaDB'",
+            "see docs/mysql.md",
         ),
         Part(
             "docker",
