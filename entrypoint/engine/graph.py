@@ -156,6 +156,7 @@ def split(alias: str, policy: str, *, with_locks: bool = False) -> PlanSplit:
     """
     from django.db import connections
 
+    from entrypoint.engine.sql import collector_for
     from entrypoint.plan.classify import classify_plan
     from entrypoint.plan.locknotes import server_of
     from entrypoint.plan.policy import plan_targets, split_plan
@@ -168,7 +169,12 @@ def split(alias: str, policy: str, *, with_locks: bool = False) -> PlanSplit:
         (m, False) for m, backwards in executor.migration_plan(graph.leaf_nodes()) if not backwards
     ]
     server = server_of(connection) if with_locks and forwards else None
-    planned = classify_plan(forwards, executor.loader, server, phase_overrides(executor.loader))
+    # Each operation's SQL is collected (never run) and read, so the phases and notes come
+    # from what the schema editor will execute.
+    collect = collector_for(connection) if forwards else None
+    planned = classify_plan(
+        forwards, executor.loader, server, phase_overrides(executor.loader), collect
+    )
     apply_now, held = split_plan(planned, Policy(policy), graph)
     targets = plan_targets(apply_now, graph) if held else None
     return PlanSplit(

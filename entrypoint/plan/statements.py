@@ -278,7 +278,7 @@ def _pg_default(expr: Any) -> Default:
     found: list[Default] = []
 
     class _Calls(Visitor):  # type: ignore[misc]
-        def visit_FuncCall(self, ancestors: Any, node: Any) -> None:  # noqa: N802 - pglast's name
+        def visit_FuncCall(self, ancestors: Any, node: Any) -> None:
             name = _pg_name(node.funcname).lower().rsplit(".", 1)[-1]
             if name in _PG_VOLATILE:
                 found.append(Default.VOLATILE)
@@ -287,7 +287,7 @@ def _pg_default(expr: Any) -> Default:
             else:
                 found.append(Default.UNKNOWN)
 
-        def visit_SQLValueFunction(self, ancestors: Any, node: Any) -> None:  # noqa: N802
+        def visit_SQLValueFunction(self, ancestors: Any, node: Any) -> None:
             found.append(Default.STABLE)  # CURRENT_TIMESTAMP, CURRENT_DATE, CURRENT_USER, ...
 
     _Calls()(ast.SelectStmt(targetList=(ast.ResTarget(val=expr),)))
@@ -438,9 +438,7 @@ def _pg_drop(stmt: Any, text: str) -> Iterator[Change]:
         if kind == objects.OBJECT_TABLE:
             yield Change(Action.DROP_TABLE, text, table=name)
         elif kind == objects.OBJECT_INDEX:
-            yield Change(
-                Action.DROP_INDEX, text, name=name, concurrently=bool(stmt.concurrent)
-            )
+            yield Change(Action.DROP_INDEX, text, name=name, concurrently=bool(stmt.concurrent))
         elif kind == objects.OBJECT_TRIGGER:
             table = names[-2] if len(names) > 1 else None
             yield Change(Action.DROP_TRIGGER, text, table=table, name=name)
@@ -743,9 +741,7 @@ def _my_alter(action: Any, table: str | None, text: str) -> Change:
     if isinstance(action, exp.ModifyColumn):
         return _my_column(action.this, table, text, Action.REDEFINE_COLUMN)
     if isinstance(action, exp.RenameColumn):
-        return Change(
-            Action.RENAME_COLUMN, text, table=table, column=_my_name(action.this)
-        )
+        return Change(Action.RENAME_COLUMN, text, table=table, column=_my_name(action.this))
     if isinstance(action, exp.AlterRename):
         return Change(Action.RENAME_TABLE, text, table=table, name=_my_name(action.this))
     if isinstance(action, exp.AlterColumn):
