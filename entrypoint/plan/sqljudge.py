@@ -231,11 +231,13 @@ def _phase_item(
     if act in (Action.CREATE_INDEX, Action.DROP_INDEX):
         return _index_item(change, vendor, atomic)
     if act is Action.CREATE_TRIGGER:
-        events = change.events or "writes"
-        runs = f"run {change.function}" if change.function else "run it"
+        events = change.events or "write"
+        runs = f"{change.function}()" if change.function else "it"
+        if change.function == "its body":
+            runs = "its body"
         return _pre(
-            f"{quoted} adds trigger {change.name} on {where}: from now on old code's "
-            f"{events} on it also {runs}",
+            f"{quoted} adds trigger {change.name} on {where}: from now on every {events} of "
+            f"old code on it also runs {runs}",
             caution=True,
         )
     if act is Action.DROP_TRIGGER:
