@@ -155,13 +155,16 @@ def phase_items(
     plan (no old code, no old rows)."""
     items: list[Item] = []
     added_not_null: set[tuple[str | None, str | None]] = set()
+    new = set(new_tables)
     for change in changes:
         if change.action is Action.ADD_COLUMN and change.not_null:
             added_not_null.add((change.table, change.column))
         item = _phase_item(change, columns, vendor, atomic, added_not_null)
+        if change.action is Action.CREATE_TABLE and change.table:
+            new.add(change.table)
         if item is None:
             continue
-        if change.table in new_tables and (item.phase is DeployPhase.POST_DEPLOY or item.caution):
+        if change.table in new and (item.phase is DeployPhase.POST_DEPLOY or item.caution):
             item = _pre(f"{change.action.value} on {change.table}, a table created in this plan")
         items.append(item)
     return items
