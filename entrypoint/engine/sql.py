@@ -166,7 +166,8 @@ def _constraints(model: Any, connection: Any) -> dict[str, dict[str, Any]]:
     for constraint in meta.constraints:
         columns = [by_name.get(name, name) for name in getattr(constraint, "fields", ())]
         if isinstance(constraint, UniqueConstraint):
-            plain = not (constraint.condition or constraint.expressions or constraint.include)
+            shaped = ("condition", "expressions", "include", "opclasses")
+            plain = not any(getattr(constraint, name, None) for name in shaped)
             found[constraint.name] = _entry(columns, unique=True, index=not plain)
         elif isinstance(constraint, CheckConstraint):
             found[constraint.name] = _entry(_checked_columns(constraint, by_name), check=True)
@@ -180,7 +181,7 @@ def _constraints(model: Any, connection: Any) -> dict[str, dict[str, Any]]:
 
 def _checked_columns(constraint: Any, by_name: dict[str, str]) -> list[str]:
     condition = getattr(constraint, "condition", None) or getattr(constraint, "check", None)
-    names = getattr(condition, "referenced_base_fields", set())
+    names: set[str] = getattr(condition, "referenced_base_fields", set())
     return [by_name.get(name, name) for name in sorted(names)]
 
 
@@ -196,7 +197,7 @@ def _columns(
         if change.table and change.column
     }
     found: dict[tuple[str, str], ColumnBefore] = {}
-    for table, column in sorted(wanted):  # type: ignore[type-var]
+    for table, column in sorted(wanted, key=str):
         model = _model_of(state, str(table))
         if model is None:
             continue

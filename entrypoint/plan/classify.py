@@ -117,8 +117,8 @@ def classify_plan(
     there (see :mod:`entrypoint.impact`). ``overrides`` are the project's marks from
     :func:`parse_overrides`. With ``collect``, each operation's SQL on the server is collected
     and read: ``RunSQL`` and third-party operations are judged by their statements, and the
-    lock notes name the statements they come from. Raises ValueError on a backwards step and ConfigError on a mark it
-    cannot read.
+    lock notes name the statements they come from. Raises ValueError on a backwards step and
+    ConfigError on a mark it cannot read.
     """
     for migration, backwards in plan:
         if backwards:
@@ -603,7 +603,7 @@ def _alter_field(op: Any, app: str, state: ProjectState, created: _Plan) -> Oper
         return _post(f"AlterField {label}: the field is not in the state before it", "AlterField")
     collected = created.sql
     if collected is not None and collected.failure is None:
-        changes = _field_changes_with_sql(op, app, state, old, collected, created)
+        changes = _field_changes_with_sql(op, app, state, old, sql=collected, created=created)
     else:
         changes = field_changes(op.name, old, op.field)
     if not changes:
@@ -617,7 +617,7 @@ def _alter_field(op: Any, app: str, state: ProjectState, created: _Plan) -> Oper
 
 
 def _field_changes_with_sql(
-    op: Any, app: str, state: ProjectState, old: Any, sql: OperationSQL, created: _Plan
+    op: Any, app: str, state: ProjectState, old: Any, *, sql: OperationSQL, created: _Plan
 ) -> list[Change]:
     """The field diff checked against the statements: a change of field class is a type change
     only when the SQL changes the column's type, and attributes the diff does not know are

@@ -133,7 +133,9 @@ def table_locks(
     third-party ones included); without it, or when collecting failed, from the operation alone.
     """
     if sql is not None and sql.failure is None and sql.vendor == server.vendor:
-        return statement_locks(operation, app, state, server, sql, new_table, new_tables)
+        return statement_locks(
+            operation, app, state, server, sql=sql, new_table=new_table, new_tables=new_tables
+        )
     cls = type(operation)
     if not cls.__module__.startswith("django."):
         return []  # a third-party operation may do anything
@@ -151,6 +153,7 @@ def statement_locks(
     app: str,
     state: ProjectState,
     server: Server,
+    *,
     sql: OperationSQL,
     new_table: Callable[[str], bool] = lambda model: False,
     new_tables: Collection[str] = (),

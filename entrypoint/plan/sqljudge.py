@@ -360,10 +360,16 @@ def postgres_notes(change: Change, before: ColumnBefore | None) -> list[Note]:
                 ("rewrite", f"{quoted}: {old} to {new} is not binary-coercible; {_PG_REWRITE}")
             )
         elif change.collation and before is not None and before.indexed:
-            what = "a new collation; PostgreSQL rebuilds the column's indexes under an ACCESS EXCLUSIVE lock"
+            what = (
+                "a new collation; PostgreSQL rebuilds the column's indexes under an ACCESS "
+                "EXCLUSIVE lock"
+            )
             notes.append(("index", f"{quoted}: {what}"))
         elif before is not None and before.checked and old != new:
-            what = f"{old} to {new} is binary-coercible, but its CHECK constraints are validated again; {_PG_SCAN}"
+            what = (
+                f"{old} to {new} is binary-coercible, but its CHECK constraints are validated "
+                f"again; {_PG_SCAN}"
+            )
             notes.append(("scan", f"{quoted}: {what}"))
     elif act is Action.SET_NOT_NULL:
         notes.append(("scan", f"{quoted}: {_PG_SCAN}"))
@@ -396,7 +402,7 @@ def _pg_constraint_note(
     if constraint is Constraint.CHECK and validated:
         return [("scan", f"{quoted}: {_PG_SCAN if inline else _PG_CHECK}")]
     if constraint is Constraint.FOREIGN_KEY and validated:
-        text = _PG_FOREIGN_KEY.split(";")[0] if inline else _PG_FOREIGN_KEY
+        text = _PG_FOREIGN_KEY.split(";", maxsplit=1)[0] if inline else _PG_FOREIGN_KEY
         return [("scan", f"{quoted}: {text}")]
     if constraint in (Constraint.UNIQUE, Constraint.PRIMARY_KEY) and validated:
         return [("index", f"{quoted}: {_PG_UNIQUE}")]
@@ -449,7 +455,8 @@ def mysql_notes(
             return [
                 (
                     "rebuild",
-                    f"{quoted}: no instant ADD COLUMN before MySQL 8.0.12 / MariaDB 10.3.2: {name} {_MY_REBUILD}",
+                    f"{quoted}: no instant ADD COLUMN before MySQL 8.0.12 / MariaDB 10.3.2: "
+                    f"{name} {_MY_REBUILD}",
                 )
             ]
         return []
@@ -457,7 +464,8 @@ def mysql_notes(
         return [
             (
                 "rebuild",
-                f"{quoted}: no instant DROP COLUMN before MySQL 8.0.29 / MariaDB 10.4: {name} {_MY_REBUILD}",
+                f"{quoted}: no instant DROP COLUMN before MySQL 8.0.29 / MariaDB 10.4: "
+                f"{name} {_MY_REBUILD}",
             )
         ]
     if act is Action.ADD_CONSTRAINT:

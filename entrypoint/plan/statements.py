@@ -194,7 +194,8 @@ def postgres_type(text: str) -> Type | None:
         (raw,) = parse_sql(f"SELECT NULL::{text}")
     except (ParseError, ValueError):
         return None
-    target = raw.stmt.targetList[0].val
+    stmt: Any = raw.stmt
+    target = stmt.targetList[0].val
     return _pg_type(target.typeName) if isinstance(target, ast.TypeCast) else None
 
 
@@ -277,7 +278,7 @@ def _pg_default(expr: Any) -> Default:
 
     found: list[Default] = []
 
-    class _Calls(Visitor):  # type: ignore[misc]
+    class _Calls(Visitor):
         def visit_FuncCall(self, ancestors: Any, node: Any) -> None:
             name = _pg_name(node.funcname).lower().rsplit(".", 1)[-1]
             if name in _PG_VOLATILE:
@@ -345,7 +346,7 @@ def _pg_statement(stmt: Any, text: str) -> Iterator[Change]:
     elif isinstance(stmt, ast.CreateStmt):
         yield Change(Action.CREATE_TABLE, text, table=_pg_relation(stmt.relation))
     elif isinstance(stmt, ast.CreateTableAsStmt):
-        yield Change(Action.CREATE_TABLE, text, table=_pg_relation(stmt.into.rel))
+        yield Change(Action.CREATE_TABLE, text, table=_pg_relation(getattr(stmt.into, "rel", None)))
     elif isinstance(stmt, ast.DropStmt):
         yield from _pg_drop(stmt, text)
     elif isinstance(stmt, ast.RenameStmt):
@@ -365,7 +366,7 @@ def _pg_statement(stmt: Any, text: str) -> Iterator[Change]:
             text,
             table=_pg_relation(stmt.relation),
             name=stmt.trigname,
-            events=_pg_events(stmt.events),
+            events=_pg_events(stmt.events or 0),
             function=_pg_name(stmt.funcname),
         )
     elif isinstance(
@@ -476,7 +477,7 @@ def _pg_alter(cmd: Any, table: str | None, text: str) -> Change:
         return Change(Action.SET_DEFAULT, text, table=table, column=column, default=default)
     if kind == at.AT_AddConstraint and isinstance(cmd.def_, ast.Constraint):
         constraint = cmd.def_
-        found = _PG_CONSTRAINTS.get(enums.ConstrType(constraint.contype).name)
+        found = _PG_CONSTRAINTS.get(enums.ConstrType(constraint.contype or 0).name)
         validated = not constraint.skip_validation and not constraint.indexname
         return Change(
             Action.ADD_CONSTRAINT,
@@ -653,7 +654,7 @@ def _my_statement(tree: Any, text: str) -> Iterator[Change]:
 def _my_command(tree: Any, text: str) -> Iterator[Change]:
     """Statements sqlglot keeps as a command; their words come from sqlglot's own tokenizer."""
     from sqlglot.dialects.dialect import Dialect
-    from sqlglot.tokens import TokenType
+    from sqlglot.tokens import TokenType  # type: ignore[attr-defined]
 
     head = str(tree.this).upper()
     rest = tree.expression
@@ -776,11 +777,10 @@ def _my_add_constraint(action: Any, table: str | None, text: str) -> Change:
     found: list[Constraint] = []
     name = None
     for item in action.expressions or ():
+        parts: Sequence[Any] = (item,)
         if isinstance(item, exp.Constraint):
             name = _my_name(item.this)
             parts = item.expressions or ()
-        else:
-            parts = (item,)
         for part in parts:
             if isinstance(part, exp.ForeignKey):
                 found.append(Constraint.FOREIGN_KEY)

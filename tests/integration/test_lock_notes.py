@@ -164,7 +164,11 @@ def test_plan_notes_match_what_postgresql_does_to_the_table(
     for name, found, seen in against_the_server(env, noted):
         assert seen["rewritten"] == ("rewrite" in found), (name, found, seen)
         if seen["scanned"] is not None:  # PostgreSQL 15+
-            assert seen["scanned"] == (bool(found) or name in READ_WITHOUT_LOCK), (name, found, seen)
+            assert seen["scanned"] == (bool(found) or name in READ_WITHOUT_LOCK), (
+                name,
+                found,
+                seen,
+            )
 
 
 def test_plan_notes_match_what_mariadb_does_to_the_table(

@@ -23,10 +23,10 @@ from django.db.migrations.operations.base import Operation
 
 from entrypoint.errors import EX_DATAERR, EX_USAGE, ConfigError
 from entrypoint.plan.classify import classify_plan
+from entrypoint.plan.locknotes import Effect, Server
 from entrypoint.plan.marks import migration_mark, parse_overrides
 from entrypoint.plan.policy import plan_targets, split_plan
 from entrypoint.plan.reversibility import migration_reversible
-from entrypoint.plan.locknotes import Effect, Server
 from entrypoint.plan.types import (
     ColumnBefore,
     DeployPhase,
@@ -1502,7 +1502,12 @@ def test_run_sql_dropping_a_column_is_post_deploy_without_a_mark(vendor: str) ->
         (["DROP TABLE shop_report"], POST, False, "drops table shop_report"),
         (["ALTER TABLE shop_product ADD CONSTRAINT c CHECK (qty > 0) NOT VALID"], PRE, False, ""),
         (["ALTER TABLE shop_product VALIDATE CONSTRAINT c"], PRE, False, "validates c"),
-        (["CREATE EXTENSION IF NOT EXISTS pg_trgm", "SET CONSTRAINTS ALL IMMEDIATE"], PRE, False, ""),
+        (
+            ["CREATE EXTENSION IF NOT EXISTS pg_trgm", "SET CONSTRAINTS ALL IMMEDIATE"],
+            PRE,
+            False,
+            "",
+        ),
         (["CREATE TABLE shop_log (id int); ALTER TABLE shop_log DROP COLUMN id"], PRE, False, ""),
     ],
 )
@@ -1542,7 +1547,9 @@ def test_when_collecting_fails_the_operation_alone_decides_and_the_reason_says_s
     Django operation keeps today's judgment with the failure in its reason."""
     third = with_sql(AddTrigger(), sql=["collecting it failed: no such table"])
     assert third.needs_mark
-    assert third.reasons[0].endswith("and its SQL could not be read: collecting it failed: no such table")
+    assert third.reasons[0].endswith(
+        "and its SQL could not be read: collecting it failed: no such table"
+    )
     django_op = with_sql(
         migrations.RemoveField("product", "note"), sql=["collecting it failed: boom"]
     )
@@ -1577,12 +1584,24 @@ CHECKED_NUMERIC = {
         ("ALTER TABLE shop_product ALTER COLUMN name TYPE varchar(10)", VARCHAR_20, ["rewrite"]),
         ("ALTER TABLE shop_product ALTER COLUMN qty TYPE bigint", INTEGER, ["rewrite"]),
         ("ALTER TABLE shop_product ALTER COLUMN qty TYPE bigint", {}, ["rewrite"]),
-        ("ALTER TABLE shop_product ALTER COLUMN price TYPE numeric(10, 2)", CHECKED_NUMERIC, ["scan"]),
+        (
+            "ALTER TABLE shop_product ALTER COLUMN price TYPE numeric(10, 2)",
+            CHECKED_NUMERIC,
+            ["scan"],
+        ),
         ("ALTER TABLE shop_product ALTER COLUMN note SET NOT NULL", {}, ["scan"]),
         ("ALTER TABLE shop_product ADD CONSTRAINT c CHECK (qty > 0)", {}, ["scan"]),
         ("ALTER TABLE shop_product ADD CONSTRAINT c CHECK (qty > 0) NOT VALID", {}, []),
-        ("ALTER TABLE shop_product ADD CONSTRAINT f FOREIGN KEY (qty) REFERENCES shop_category (id)", {}, ["scan"]),
-        ("ALTER TABLE shop_product ADD CONSTRAINT f FOREIGN KEY (qty) REFERENCES shop_category (id) NOT VALID", {}, []),
+        (
+            "ALTER TABLE shop_product ADD CONSTRAINT f FOREIGN KEY (qty) REFERENCES shop_category (id)",
+            {},
+            ["scan"],
+        ),
+        (
+            "ALTER TABLE shop_product ADD CONSTRAINT f FOREIGN KEY (qty) REFERENCES shop_category (id) NOT VALID",
+            {},
+            [],
+        ),
         ("ALTER TABLE shop_product VALIDATE CONSTRAINT c", {}, ["scan"]),
         ("ALTER TABLE shop_product ADD CONSTRAINT u UNIQUE (qty)", {}, ["index"]),
         ("ALTER TABLE shop_product ADD CONSTRAINT u UNIQUE USING INDEX shop_u", {}, []),
@@ -1591,9 +1610,17 @@ CHECKED_NUMERIC = {
         ("ALTER TABLE shop_product ADD COLUMN t timestamptz DEFAULT now()", {}, []),
         ("ALTER TABLE shop_product ADD COLUMN t timestamptz DEFAULT CURRENT_TIMESTAMP", {}, []),
         ("ALTER TABLE shop_product ADD COLUMN u uuid DEFAULT gen_random_uuid()", {}, ["rewrite"]),
-        ("ALTER TABLE shop_product ADD COLUMN g int GENERATED ALWAYS AS (qty * 2) STORED", {}, ["rewrite"]),
+        (
+            "ALTER TABLE shop_product ADD COLUMN g int GENERATED ALWAYS AS (qty * 2) STORED",
+            {},
+            ["rewrite"],
+        ),
         ("ALTER TABLE shop_product DROP COLUMN note", {}, []),
-        ("CREATE TRIGGER t BEFORE UPDATE ON shop_product FOR EACH ROW EXECUTE FUNCTION f()", {}, []),
+        (
+            "CREATE TRIGGER t BEFORE UPDATE ON shop_product FOR EACH ROW EXECUTE FUNCTION f()",
+            {},
+            [],
+        ),
         ("ALTER TABLE shop_product SET TABLESPACE cold", {}, ["rewrite"]),
     ],
 )
@@ -1626,7 +1653,11 @@ MYSQL_8 = Server("mysql", version=(8, 0, 36))
         ("ALTER TABLE `shop_product` MODIFY `qty` integer NOT NULL", INTEGER, []),
         ("ALTER TABLE `shop_product` MODIFY `name` varchar(60) NOT NULL", VARCHAR_20, []),
         ("ALTER TABLE `shop_product` MODIFY `name` varchar(64) NOT NULL", VARCHAR_20, ["rewrite"]),
-        ("ALTER TABLE `shop_product` ADD CONSTRAINT `f` FOREIGN KEY (`qty`) REFERENCES `shop_category` (`id`)", {}, ["rewrite"]),
+        (
+            "ALTER TABLE `shop_product` ADD CONSTRAINT `f` FOREIGN KEY (`qty`) REFERENCES `shop_category` (`id`)",
+            {},
+            ["rewrite"],
+        ),
         ("ALTER TABLE `shop_product` ADD CONSTRAINT `c` CHECK (`qty` >= 0)", {}, ["rewrite"]),
         ("ALTER TABLE `shop_product` ADD COLUMN `r` varchar(20) NULL UNIQUE", {}, ["rebuild"]),
         ("ALTER TABLE `shop_product` ADD COLUMN `x` integer NULL", {}, []),

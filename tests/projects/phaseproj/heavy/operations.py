@@ -51,9 +51,7 @@ class WidenQuantity(Operation):
 
     def database_forwards(self, app_label, schema_editor, from_state, to_state):
         if schema_editor.connection.vendor == "postgresql":
-            schema_editor.execute(
-                'ALTER TABLE "heavy_item" ALTER COLUMN "qty" TYPE numeric(20, 0)'
-            )
+            schema_editor.execute('ALTER TABLE "heavy_item" ALTER COLUMN "qty" TYPE numeric(20, 0)')
         else:
             schema_editor.execute("ALTER TABLE `heavy_item` MODIFY `qty` decimal(20, 0) NOT NULL")
 
