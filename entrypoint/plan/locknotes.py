@@ -24,8 +24,9 @@ The rules follow what each server documents for the SQL that Django's schema edi
   a rebuild in place); a unique column is added with its index, which rebuilds the table.
 
 Operations on a table created earlier in the same plan are not passed here (the caller knows):
-an empty table is rewritten in no time. ``RunSQL``, ``RunPython`` and third-party operations
-cannot be judged and get no note.
+an empty table is rewritten in no time. With an operation's collected SQL the notes are read
+from its statements (:func:`statement_locks`, rules in :mod:`entrypoint.plan.sqljudge`), for
+``RunSQL`` and third-party operations too; the rules below are for when no SQL could be had.
 
 Pure: operations and migration state in, notes out; the server's vendor and version are passed
 in (:func:`server_of` is the one function that reads them from a connection).
