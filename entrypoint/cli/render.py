@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -49,10 +50,17 @@ def plan_rows(rows: Sequence[dict[str, Any]], fmt: str, policy: str) -> None:
         lines.append(
             f"{row['database']}  {row['phase']:<11}  {row['app']}.{row['name']}  ({flags})"
         )
-        lines += [f"    - {reason}" for reason in row["reasons"]]
-        lines += [f"    ! {lock['note']}" for lock in row["locks"]]
+        lines += [f"    - {reason}" for reason in folded(row["reasons"])]
+        lines += [f"    ! {note}" for note in folded([lock["note"] for lock in row["locks"]])]
     if lines:
         out("\n".join(lines))
+
+
+def folded(texts: Sequence[str]) -> list[str]:
+    """Each text once, in order, with `` xN`` after one that repeats: eight identical reasons of
+    one migration read as one line."""
+    counts = Counter(texts)
+    return [text if n == 1 else f"{text} x{n}" for text, n in counts.items()]
 
 
 def problems(found: Sequence[Problem], fmt: str, databases: Sequence[str]) -> None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from django.db.migrations.questioner import NonInteractiveMigrationQuestioner
 
 from entrypoint.engine.graph import app_conflict_message, history_mismatch_message, phase_overrides
+from entrypoint.engine.sql import collector_for
 from entrypoint.errors import ConfigError
 from entrypoint.plan.classify import classify_plan
 from entrypoint.plan.policy import split_plan
@@ -139,7 +140,9 @@ def find_problems(
         if not offline
     ]
     if policy is not None and policy is not Policy.ALL and plan:
-        planned = classify_plan(plan, loader, overrides=overrides)
+        planned = classify_plan(
+            plan, loader, overrides=overrides, collect=collector_for(connection)
+        )
         problems += _policy_problems(alias, policy, planned, loader.graph)
     return placed(problems, loader)
 

@@ -166,11 +166,13 @@ def split(
     """
     from django.db import connections
 
+    from entrypoint.engine.sql import collector_for
     from entrypoint.plan.classify import classify_plan
     from entrypoint.plan.locknotes import server_of
     from entrypoint.plan.policy import plan_targets, split_plan
     from entrypoint.plan.types import Policy
 
+    connection = connections[alias]
     if executor is None:
         executor = executor_for(alias)
     graph = executor.loader.graph
@@ -180,8 +182,13 @@ def split(
     if not (with_locks and forwards):
         server = None
     elif server is None:
-        server = server_of(connections[alias])
-    planned = classify_plan(forwards, executor.loader, server, phase_overrides(executor.loader))
+        server = server_of(connection)
+    # Each operation's SQL is collected (never run) and read, so the phases and notes come
+    # from what the schema editor will execute.
+    collect = collector_for(connection) if forwards else None
+    planned = classify_plan(
+        forwards, executor.loader, server, phase_overrides(executor.loader), collect
+    )
     apply_now, held = split_plan(planned, Policy(policy), graph)
     targets = plan_targets(apply_now, graph) if held else None
     return PlanSplit(

@@ -42,26 +42,30 @@ if TYPE_CHECKING:
 
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from django.db.models import NOT_PROVIDED
 from django.db.models.options import normalize_together
 
-from entrypoint.plan.fields import field_changes
+from entrypoint.plan.fields import Change, field_changes, unknown_attributes
 from entrypoint.plan.locknotes import LockNote, Server, table_locks
 from entrypoint.plan.marks import MARK_SOURCES, migration_mark, syzygy_phase
 from entrypoint.plan.reversibility import migration_reversible
+from entrypoint.plan.sqljudge import column_type, phase_items
 from entrypoint.plan.state import (
     model_label,
     model_state,
     state_field,
 )
+from entrypoint.plan.statements import Action, read
 from entrypoint.plan.types import (
     MARK_ATTRIBUTE,
+    Collector,
     MarkedBy,
     Node,
     OperationPhase,
+    OperationSQL,
     PlannedMigration,
     dotted,
 )
@@ -83,6 +87,12 @@ class _Plan:
     overrides: Mapping[str, DeployPhase] = field(default_factory=dict)
     #: The server whose table locks are noted, if any.
     server: Server | None = None
+    #: Collects each operation's SQL (see :mod:`entrypoint.engine.sql`), if any.
+    collect: Collector | None = None
+    #: Whether the migration being classified is atomic.
+    atomic: bool = True
+    #: The collected SQL of the operation being classified, for its handler.
+    sql: OperationSQL | None = None
 
     def is_new(self, app: str, model: str | None, field_name: str | None = None) -> bool:
         if model is None:
@@ -97,6 +107,7 @@ def classify_plan(
     loader: Any,
     server: Server | None = None,
     overrides: Mapping[str, DeployPhase] | None = None,
+    collect: Collector | None = None,
 ) -> list[PlannedMigration]:
     """Classify a forwards plan from ``MigrationExecutor.migration_plan`` migration by migration.
 
@@ -104,8 +115,10 @@ def classify_plan(
     which is then carried forward operation by operation (never rendered into model classes).
     With a ``server``, each migration also lists the table-size-bound locks its operations take
     there (see :mod:`entrypoint.impact`). ``overrides`` are the project's marks from
-    :func:`parse_overrides`. Raises ValueError on a backwards step and ConfigError on a mark it
-    cannot read.
+    :func:`parse_overrides`. With ``collect``, each operation's SQL on the server is collected
+    and read: ``RunSQL`` and third-party operations are judged by their statements, and the
+    lock notes name the statements they come from. Raises ValueError on a backwards step and
+    ConfigError on a mark it cannot read.
     """
     for migration, backwards in plan:
         if backwards:
@@ -125,7 +138,14 @@ def classify_plan(
     # A loader built on a connection knows what is applied; one built without knows nothing.
     applied = getattr(loader, "applied_migrations", None)
     fresh = applied is not None and not applied
-    created = _Plan(new_apps=new_apps, server=server, fresh=fresh, overrides=overrides or {})
+    created = _Plan(
+        new_apps=new_apps,
+        server=server,
+        fresh=fresh,
+        overrides=overrides or {},
+        # A database with nothing applied takes every migration as pre-deploy anyway.
+        collect=None if fresh else collect,
+    )
     return [_classify_migration(migration, state, created) for migration, _ in plan]
 
 
@@ -151,12 +171,20 @@ def _classify_migration(
     app = migration.app_label
     verdicts = []
     locks: list[LockNote] = []
+    created.atomic = bool(migration.atomic)
     for operation in migration.operations:
-        verdicts.append(_classify_operation(operation, app, state, created))
+        sql = created.collect(operation, app, state) if created.collect is not None else None
+        verdicts.append(_classify_operation(operation, app, state, created, sql))
         if created.server is not None and app not in created.new_apps:
             # After the classification, so a table created by this very operation counts as new.
             locks += table_locks(
-                operation, app, state, created.server, lambda model: created.is_new(app, model)
+                operation,
+                app,
+                state,
+                created.server,
+                lambda model: created.is_new(app, model),
+                sql=sql,
+                new_tables=created.tables,
             )
         operation.state_forwards(app, state)
     reversible, _ = migration_reversible(migration)
@@ -215,7 +243,11 @@ _POSTGRES = "django.contrib.postgres.operations."
 
 
 def _classify_operation(
-    operation: Any, app: str, state: ProjectState, created: _Plan
+    operation: Any,
+    app: str,
+    state: ProjectState,
+    created: _Plan,
+    sql: OperationSQL | None = None,
 ) -> OperationPhase:
     cls = type(operation)
     name = cls.__name__
@@ -224,11 +256,25 @@ def _classify_operation(
         return OperationPhase(phase, f"{name} is marked {phase.value} by its stage", name)
     handler = _handler_for(cls)
     if handler is None:
+        if sql is not None and sql.failure is None:
+            return _judge_sql(f"{name} ({class_path(cls)})", name, sql, app, created)
         why = "not a Django operation, so its effect on old code is unknown"
+        if sql is not None and sql.failure is not None:
+            why += f", and its SQL could not be read: {sql.failure}"
         return _needs_mark(app, created, name, class_path(cls), why)
     model, field_name = _target(operation)
     on_new_schema = created.is_new(app, model, field_name)
-    verdict = handler(operation, app, state, created)
+    outer, created.sql = created.sql, sql
+    try:
+        verdict = handler(operation, app, state, created)
+    finally:
+        created.sql = outer
+    if sql is not None and sql.failure is not None and name not in _SQL_UNNEEDED:
+        reason = (
+            f"{verdict.reason} (judged from the operation alone: its SQL could not be "
+            f"collected, {sql.failure})"
+        )
+        verdict = replace(verdict, reason=reason)
     # On schema this plan creates there are no old rows to violate a constraint, nor old code.
     cautious = verdict.phase is DeployPhase.PRE_DEPLOY and verdict.caution
     if on_new_schema and (
@@ -266,6 +312,44 @@ def _target(operation: Any) -> tuple[str | None, str | None]:
         return operation.model_name, field_name
     model = getattr(operation, "model_name", None)
     return (model if isinstance(model, str) else None), None
+
+
+#: Operations whose judgment never needs their SQL (and RunPython has none).
+_SQL_UNNEEDED = frozenset({"RunPython", "SeparateDatabaseAndState"})
+
+
+def _judge_sql(
+    subject: str, kind: str, sql: OperationSQL, app: str, created: _Plan
+) -> OperationPhase:
+    """An operation judged by the statements it will run."""
+    changes = read(sql.statements, sql.vendor)
+    items = phase_items(
+        changes,
+        sql.columns,
+        vendor=sql.vendor,
+        atomic=created.atomic,
+        new_tables=created.tables,
+    )
+    created.tables.update(
+        change.table for change in changes if change.action is Action.CREATE_TABLE and change.table
+    )
+    if not items:
+        what = "runs no SQL on this database" if not changes else "its SQL only reads or sets"
+        return _pre(f"{subject}: {what}", kind)
+    marks = [item.text for item in items if item.needs_mark]
+    if marks:
+        return _needs_mark(app, created, kind, subject, folded(marks))
+    post = [item.text for item in items if item.phase is DeployPhase.POST_DEPLOY]
+    if post:
+        return _post(f"{subject}: {folded(post)}", kind)
+    caution = any(item.caution for item in items)
+    return _pre(f"{subject}: {folded([item.text for item in items])}", kind, caution=caution)
+
+
+def folded(texts: Sequence[str]) -> str:
+    """Texts joined with ``; ``, each one once, with ``xN`` after those that repeat."""
+    counts = Counter(texts)
+    return "; ".join(text if counts[text] == 1 else f"{text} x{counts[text]}" for text in counts)
 
 
 def _needs_mark(app: str, created: _Plan, kind: str, subject: str, why: str) -> OperationPhase:
@@ -517,7 +601,11 @@ def _alter_field(op: Any, app: str, state: ProjectState, created: _Plan) -> Oper
     old = state_field(state, app, op.model_name, op.name)
     if old is None:
         return _post(f"AlterField {label}: the field is not in the state before it", "AlterField")
-    changes = field_changes(op.name, old, op.field)
+    collected = created.sql
+    if collected is not None and collected.failure is None:
+        changes = _field_changes_with_sql(op, app, state, old, sql=collected, created=created)
+    else:
+        changes = field_changes(op.name, old, op.field)
     if not changes:
         return _pre(f"AlterField {label}: Python-side attributes only", "AlterField")
     post = [text for phase, text, _ in changes if phase is DeployPhase.POST_DEPLOY]
@@ -526,6 +614,52 @@ def _alter_field(op: Any, app: str, state: ProjectState, created: _Plan) -> Oper
     texts = "; ".join(text for _, text, _ in changes)
     caution = any(caution for _, _, caution in changes)
     return _pre(f"AlterField {label}: {texts}", "AlterField", caution=caution)
+
+
+def _field_changes_with_sql(
+    op: Any, app: str, state: ProjectState, old: Any, *, sql: OperationSQL, created: _Plan
+) -> list[Change]:
+    """The field diff checked against the statements: a change of field class is a type change
+    only when the SQL changes the column's type, and attributes the diff does not know are
+    judged by the statements they produce."""
+    changes = read(sql.statements, sql.vendor)
+    found = model_state(state, app, op.model_name)
+    table = _table_name(app, op.model_name_lower, found.options if found else {})
+    column = _column_name(op.name, old)
+    before = sql.columns.get((table, column))
+    retyped = False
+    for change in changes:
+        if (change.table, change.column) != (table, column):
+            continue
+        if change.action is Action.ALTER_TYPE:
+            retyped = True
+        elif change.action is Action.REDEFINE_COLUMN:
+            old_type = column_type(before, sql.vendor) if before is not None else None
+            retyped = retyped or old_type is None or old_type != change.type
+    diff = field_changes(op.name, old, op.field, retyped=retyped, judge_unknown=False)
+    unknown = unknown_attributes(op.name, old, op.field)
+    if unknown:
+        items = phase_items(
+            changes, sql.columns, vendor=sql.vendor, atomic=created.atomic, new_tables=()
+        )
+        post = [item.text for item in items if item.phase is DeployPhase.POST_DEPLOY]
+        if post:
+            diff.append(
+                (DeployPhase.POST_DEPLOY, f"changes {', '.join(unknown)}: {folded(post)}", False)
+            )
+        else:
+            text = f"changes {', '.join(unknown)}, which its SQL shows old code does not notice"
+            diff.append((DeployPhase.PRE_DEPLOY, text, False))
+    return diff
+
+
+def _column_name(name: str, field: Any) -> str:
+    """The column of field ``name`` as the schema editor names it."""
+    if field.db_column:
+        return str(field.db_column)
+    if field.is_relation and (field.many_to_one or field.one_to_one):
+        return f"{name}_id"
+    return name
 
 
 def _separate(op: Any, app: str, state: ProjectState, created: _Plan) -> OperationPhase:
@@ -545,7 +679,8 @@ def _separate(op: Any, app: str, state: ProjectState, created: _Plan) -> Operati
     inner_state = state.clone()
     verdicts = []
     for inner in op.database_operations:
-        verdicts.append(_classify_operation(inner, app, inner_state, created))
+        sql = created.collect(inner, app, inner_state) if created.collect is not None else None
+        verdicts.append(_classify_operation(inner, app, inner_state, created, sql))
         inner.state_forwards(app, inner_state)
     post = [v for v in verdicts if v.phase is DeployPhase.POST_DEPLOY]
     if post:
@@ -571,7 +706,12 @@ def _run_sql(op: Any, app: str, state: ProjectState, created: _Plan) -> Operatio
     sql = op.sql
     if not sql or (isinstance(sql, list | tuple) and not any(sql)):
         return _pre("RunSQL noop: does nothing forwards", "RunSQL")
+    collected = created.sql
+    if collected is not None and collected.failure is None:
+        return _judge_sql("RunSQL", "RunSQL", collected, app, created)
     why = "what its SQL does cannot be judged from outside"
+    if collected is not None and collected.failure is not None:
+        why = f"its SQL could not be read ({collected.failure})"
     return _needs_mark(app, created, "RunSQL", "RunSQL", why)
 
 

@@ -80,15 +80,29 @@ Change = tuple[DeployPhase, str, bool]
 _MISSING = object()
 
 
-def field_changes(name: str, old: Any, new: Any) -> list[Change]:
+def field_changes(
+    name: str, old: Any, new: Any, *, retyped: bool | None = None, judge_unknown: bool = True
+) -> list[Change]:
     """What altering field ``name`` from ``old`` to ``new`` changes in the database.
 
     Each change is (phase, description, caution). An empty list means only Python-side
     attributes changed (help_text, choices, validators, verbose_name, default, ...). Widening
     a column (longer varchar, varchar to text, a larger integer, more decimal digits) is
     pre-deploy: old code's values still fit and new code may need the room at once.
+
+    ``retyped`` is what the operation's collected SQL says: False when it changes no column
+    type, so a change of field class (a ``ForeignKey`` and a subclass of it) keeps the column;
+    None when no SQL is known. With ``judge_unknown`` False, attributes not known here are left
+    to the caller (who reads the SQL instead; see :func:`unknown_attributes`).
     """
-    return _FieldDiff(name, old, new).changes()
+    diff = _FieldDiff(name, old, new)
+    diff.retyped, diff.judge_unknown = retyped, judge_unknown
+    return diff.changes()
+
+
+def unknown_attributes(name: str, old: Any, new: Any) -> list[str]:
+    """The attributes that differ between ``old`` and ``new`` and are not judged here."""
+    return _FieldDiff(name, old, new).unknown_keys()
 
 
 class _FieldDiff:
@@ -99,6 +113,8 @@ class _FieldDiff:
         _, self.old_path, self.old_args, self.old_kwargs = old.deconstruct()
         _, self.new_path, self.new_args, self.new_kwargs = new.deconstruct()
         self.found: list[Change] = []
+        self.retyped: bool | None = None
+        self.judge_unknown = True
 
     def pre(self, text: str, *, caution: bool = False) -> None:
         self.found.append((DeployPhase.PRE_DEPLOY, text, caution))
@@ -124,6 +140,9 @@ class _FieldDiff:
         if old_path == new_path or {old_path, new_path} <= VARCHAR_FIELDS:
             return True
         arrow = f"{short(old_path)} to {short(new_path)}"
+        if self.retyped is False:
+            self.pre(f"{arrow} keeps the column type (its SQL changes no type)")
+            return True
         if old_path in VARCHAR_FIELDS and new_path == TEXT_FIELD:
             self.pre(f"widens {arrow}")
             return False
@@ -231,13 +250,17 @@ class _FieldDiff:
         elif before and not after:
             self.pre("drops the foreign key constraint")
 
-    def unknown(self) -> None:
+    def unknown_keys(self) -> list[str]:
         ignored = _PYTHON_ONLY | _JUDGED | set(self.old.non_db_attrs) | set(self.new.non_db_attrs)
         keys = set(self.old_kwargs) | set(self.new_kwargs)
         other = sorted(key for key in keys - ignored if self._differs(key))
         if self.old_args != self.new_args:
             other.insert(0, "positional arguments")
-        if other:
+        return other
+
+    def unknown(self) -> None:
+        other = self.unknown_keys()
+        if other and self.judge_unknown:
             self.post(f"changes {', '.join(other)}, not known to be safe for old code")
 
     def _differs(self, key: str) -> bool:

@@ -24,8 +24,9 @@ The rules follow what each server documents for the SQL that Django's schema edi
   a rebuild in place); a unique column is added with its index, which rebuilds the table.
 
 Operations on a table created earlier in the same plan are not passed here (the caller knows):
-an empty table is rewritten in no time. ``RunSQL``, ``RunPython`` and third-party operations
-cannot be judged and get no note.
+an empty table is rewritten in no time. With an operation's collected SQL the notes are read
+from its statements (:func:`statement_locks`, rules in :mod:`entrypoint.plan.sqljudge`), for
+``RunSQL`` and third-party operations too; the rules below are for when no SQL could be had.
 
 Pure: operations and migration state in, notes out; the server's vendor and version are passed
 in (:func:`server_of` is the one function that reads them from a connection).
@@ -34,7 +35,7 @@ in (:func:`server_of` is the one function that reads them from a connection).
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +52,8 @@ from entrypoint.plan.state import (
 
 if TYPE_CHECKING:
     from django.db.migrations.state import ProjectState
+
+    from entrypoint.plan.types import OperationSQL
 
 
 class Effect(enum.Enum):
@@ -118,12 +121,22 @@ def table_locks(
     state: ProjectState,
     server: Server,
     new_table: Callable[[str], bool] = lambda model: False,
+    *,
+    sql: OperationSQL | None = None,
+    new_tables: Collection[str] = (),
 ) -> list[LockNote]:
     """The table-size-bound locks of one operation on ``server``.
 
     ``state`` is the migration state just before the operation; ``new_table(model)`` tells a
-    model of ``app`` whose table the same plan created (empty, so nothing to note).
+    model of ``app`` whose table the same plan created (empty, so nothing to note), and
+    ``new_tables`` names such tables. With the operation's collected ``sql``, the notes are read
+    from its statements, each naming the statement, for any operation (``RunSQL`` and
+    third-party ones included); without it, or when collecting failed, from the operation alone.
     """
+    if sql is not None and sql.failure is None and sql.vendor == server.vendor:
+        return statement_locks(
+            operation, app, state, server, sql=sql, new_table=new_table, new_tables=new_tables
+        )
     cls = type(operation)
     if not cls.__module__.startswith("django."):
         return []  # a third-party operation may do anything
@@ -134,6 +147,68 @@ def table_locks(
     if rule is not _separate and isinstance(model, str) and new_table(model):
         return []
     return rule(_Context(operation, app, state, server, new_table))
+
+
+def statement_locks(
+    operation: Any,
+    app: str,
+    state: ProjectState,
+    server: Server,
+    *,
+    sql: OperationSQL,
+    new_table: Callable[[str], bool] = lambda model: False,
+    new_tables: Collection[str] = (),
+) -> list[LockNote]:
+    """The table-size-bound locks of ``operation``'s collected statements on ``server``."""
+    from entrypoint.plan.sqljudge import mysql_notes, postgres_notes
+    from entrypoint.plan.statements import read
+
+    model = getattr(operation, "model_name", None) or getattr(operation, "name", None)
+    if _targets_model(operation) and isinstance(model, str) and new_table(model):
+        return []
+    prefix = _subject(operation, app, state)
+    notes: list[LockNote] = []
+    for change in read(sql.statements, sql.vendor):
+        if change.table in new_tables:
+            continue
+        before = sql.columns.get((change.table or "", change.column or ""))
+        if server.vendor == "postgresql":
+            found = postgres_notes(change, before)
+        else:
+            found = mysql_notes(
+                change,
+                before,
+                name=server.name,
+                mariadb=server.mariadb,
+                instant_add=server.at_least(mysql=(8, 0, 12), mariadb=(10, 3, 2)),
+                instant_drop=server.at_least(mysql=(8, 0, 29), mariadb=(10, 4)),
+            )
+        notes += [LockNote(Effect(effect), f"{prefix}: {text}") for effect, text in found]
+    return notes
+
+
+def _targets_model(operation: Any) -> bool:
+    from django.db.migrations.operations.fields import FieldOperation
+    from django.db.migrations.operations.models import ModelOperation
+
+    return isinstance(operation, FieldOperation | ModelOperation)
+
+
+def _subject(operation: Any, app: str, state: ProjectState) -> str:
+    """``AlterField shop.Item.qty``, ``AddIndex shop.Item``, ``RunSQL``: who a note is about."""
+    from django.db.migrations.operations.fields import FieldOperation
+    from django.db.migrations.operations.models import ModelOperation
+
+    kind = type(operation).__name__
+    if isinstance(operation, FieldOperation):
+        name = getattr(operation, "old_name", None) or operation.name
+        return f"{kind} {model_label(state, app, operation.model_name)}.{name}"
+    model = getattr(operation, "model_name", None)
+    if isinstance(model, str):
+        return f"{kind} {model_label(state, app, model)}"
+    if isinstance(operation, ModelOperation):
+        return f"{kind} {model_label(state, app, operation.name)}"
+    return kind
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ run (``ENTRYPOINT_PHASE``), and the classified migration and operation.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from entrypoint.errors import PolicyError
@@ -13,7 +14,6 @@ from entrypoint.errors import PolicyError
 if TYPE_CHECKING:
     from entrypoint.plan.locknotes import LockNote
 
-#: A migration's node in Django's migration graph: (app label, migration name).
 #: A migration's node in Django's migration graph: (app label, migration name).
 Node = tuple[str, str]
 
@@ -72,6 +72,37 @@ class OperationPhase:
     caution: bool = False
     #: It cannot be judged from outside; the migration needs a mark.
     needs_mark: bool = False
+
+
+@dataclass(frozen=True)
+class ColumnBefore:
+    """What the migration state says about one column just before an operation runs."""
+
+    #: Its type as Django's schema editor writes it on this server (``db_type``).
+    type: str
+    null: bool
+    #: A CHECK constraint covers it (its own, such as a positive integer's, or the model's).
+    checked: bool = False
+    #: An index or a unique or primary key constraint covers it.
+    indexed: bool = False
+
+
+@dataclass(frozen=True)
+class OperationSQL:
+    """The SQL one pending operation would run on its server, collected the way ``sqlmigrate``
+    collects it, or why it could not be collected."""
+
+    #: ``postgresql`` or ``mysql`` (the statements' grammar).
+    vendor: str
+    statements: tuple[str, ...] = ()
+    #: Why nothing could be collected (the operation needs data or the live connection).
+    failure: str | None = None
+    #: The columns the statements name, as they are before the operation: (table, column).
+    columns: Mapping[tuple[str, str], ColumnBefore] = field(default_factory=dict)
+
+
+#: Collects one operation's SQL: (operation, app label, project state just before it).
+Collector = Callable[[Any, str, Any], OperationSQL]
 
 
 @dataclass(frozen=True)

@@ -66,7 +66,8 @@ def test_plan_base_classifies_exactly_what_the_change_adds(
     launcher: Launcher, project: Path, listener: Listener
 ) -> None:
     """The three migrations the change adds are pending, classified with their table-lock notes
-    as for PostgreSQL; nothing else is, and no connection is opened."""
+    as for PostgreSQL, from the SQL they would run; nothing else is, and no connection is
+    opened."""
     proc = run(launcher, project, listener, "plan", "--base", "main", "--format", "json")
     assert proc.popen.returncode == 0, proc.stderr()[-2000:]
     rows = json.loads(proc.stdout())
@@ -76,6 +77,8 @@ def test_plan_base_classifies_exactly_what_the_change_adds(
         ("0006_remove_note_body", "post-deploy"),
     ]
     assert [lock["effect"] for lock in rows[1]["locks"]] == ["rewrite"]
+    # judged from the SQL it runs, written without a server
+    assert 'ALTER COLUMN "views" TYPE bigint' in rows[1]["locks"][0]["note"]
     assert rows[2]["needs_mark"] is True
     assert listener.accepted == 0
 

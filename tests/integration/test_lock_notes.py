@@ -42,17 +42,27 @@ POSTGRES_EFFECTS = {
     "0005_item_stock": ["scan"],
     "0006_item_qty_idx": ["index"],
     "0007_price_positive": ["scan"],
-    "0008_item_owner": ["index"],
+    "0008_item_owner": ["scan", "index"],
     "0009_price_wider": ["scan"],
     "0010_note_text": [],
     "0011_item_extra": [],
     "0012_remove_item_extra": [],
-    "0013_name_unique": ["index"],
+    "0013_name_unique": ["index", "index"],
     "0014_name_longest": [],
     "0015_qty_price_uniq": ["index"],
     "0016_owner_not_indexed": ["scan"],
-    "0017_item_ref": ["index"],
+    "0017_item_ref": ["index", "index"],
+    # A ForeignKey to a subclass of it: Django drops and adds the constraint again, nothing else.
+    "0018_owner_tree_key": ["scan"],
+    # RunSQL, non-atomic: CREATE INDEX CONCURRENTLY reads every row but holds no writes back.
+    "0019_code_idx_concurrently": [],
+    "0020_drop_code": [],
+    # Operations of the project's own: a trigger, and a type change in SQL of its own.
+    "0021_touch_trigger": [],
+    "0022_qty_decimal": ["rewrite"],
 }
+# Migrations that read every row without a lock that holds the application back: no note.
+READ_WITHOUT_LOCK = {"0019_code_idx_concurrently"}
 # The same on MariaDB 10.4+ (InnoDB, utf8mb4).
 MARIADB_EFFECTS = {
     "0002_qty_bigint": ["rewrite"],
@@ -71,6 +81,11 @@ MARIADB_EFFECTS = {
     "0015_qty_price_uniq": [],
     "0016_owner_not_indexed": ["rewrite"],
     "0017_item_ref": ["rebuild"],
+    "0018_owner_tree_key": ["rewrite"],
+    "0019_code_idx_concurrently": [],
+    "0020_drop_code": [],
+    "0021_touch_trigger": [],
+    "0022_qty_decimal": ["rewrite"],
 }
 
 
@@ -149,7 +164,11 @@ def test_plan_notes_match_what_postgresql_does_to_the_table(
     for name, found, seen in against_the_server(env, noted):
         assert seen["rewritten"] == ("rewrite" in found), (name, found, seen)
         if seen["scanned"] is not None:  # PostgreSQL 15+
-            assert seen["scanned"] == bool(found), (name, found, seen)
+            assert seen["scanned"] == (bool(found) or name in READ_WITHOUT_LOCK), (
+                name,
+                found,
+                seen,
+            )
 
 
 def test_plan_notes_match_what_mariadb_does_to_the_table(
@@ -180,9 +199,10 @@ def test_plan_prints_each_lock_note_under_its_migration(
     lines = proc.stdout().splitlines()
     start = lines.index("default  pre-deploy   heavy.0002_qty_bigint  (atomic)")
     assert lines[start + 2] == (
-        "    ! AlterField heavy.Item.qty: changes the column type from IntegerField to "
-        "BigIntegerField; PostgreSQL rewrites the table and its indexes under an ACCESS "
-        "EXCLUSIVE lock; reads and writes wait until it is done"
+        '    ! AlterField heavy.Item.qty: `ALTER TABLE "heavy_item" ALTER COLUMN "qty" TYPE bigint '
+        'USING "qty"::bigint`: int4 to int8 is not binary-coercible; PostgreSQL rewrites the '
+        "table and its indexes under an ACCESS EXCLUSIVE lock; reads and writes wait until it is "
+        "done"
     )
     assert not any(line.startswith("    !") for line in lines[start + 3 : start + 5])
 

@@ -23,10 +23,18 @@ from django.db.migrations.operations.base import Operation
 
 from entrypoint.errors import EX_DATAERR, EX_USAGE, ConfigError
 from entrypoint.plan.classify import classify_plan
+from entrypoint.plan.locknotes import Effect, Server
 from entrypoint.plan.marks import migration_mark, parse_overrides
 from entrypoint.plan.policy import plan_targets, split_plan
 from entrypoint.plan.reversibility import migration_reversible
-from entrypoint.plan.types import DeployPhase, PlanCannotBeSplit, PlannedMigration, Policy
+from entrypoint.plan.types import (
+    ColumnBefore,
+    DeployPhase,
+    OperationSQL,
+    PlanCannotBeSplit,
+    PlannedMigration,
+    Policy,
+)
 from tests.support.paths import PHASEPROJ
 
 PRE, POST = DeployPhase.PRE_DEPLOY, DeployPhase.POST_DEPLOY
@@ -1358,3 +1366,317 @@ def test_the_phase_setting_wins_over_the_migrations_own_mark() -> None:
     assert migration_mark(marked, by_name) == (PRE, "settings")
     assert migration_mark(marked, by_app) == (PRE, "settings")
     assert migration_mark(marked) == (POST, "entrypoint")
+
+
+# --- judged from the collected SQL ------------------------------------------------------------
+#
+# The collector is the seam: the engine collects each operation's SQL with a collect_sql schema
+# editor (tests/integration/test_lock_notes.py does it against real servers); here it hands the
+# classifier the statements a server's schema editor writes, so each parser case is one row.
+
+
+class SubclassKey(models.ForeignKey):  # type: ignore[type-arg]
+    """A ForeignKey subclass, as tree packages ship one (django-mptt's TreeForeignKey)."""
+
+
+def with_sql(
+    *operations: Operation,
+    sql: Sequence[Sequence[str] | str],
+    vendor: str = "postgresql",
+    columns: dict[tuple[str, str], ColumnBefore] | None = None,
+    server: Server | None = None,
+    **attrs: Any,
+) -> PlannedMigration:
+    """Classify shop.0002_change whose operations run ``sql`` (one entry per operation; a
+    string is a collection failure)."""
+    given = iter(sql)
+
+    def collect(operation: Any, app: str, state: Any) -> OperationSQL:
+        found = next(given)
+        if isinstance(found, str):
+            return OperationSQL(vendor, failure=found)
+        return OperationSQL(vendor, tuple(found), columns=columns or {})
+
+    pending = migration("shop", "0002_change", *operations, deps=[INITIAL_KEY], **attrs)
+    loader = loader_for(INITIAL, pending)
+    [planned] = classify_plan([(pending, False)], loader, server, collect=collect)
+    return planned
+
+
+TREE_KEY_SQL = [
+    'ALTER TABLE "shop_product" DROP CONSTRAINT "shop_product_category_id_fk";',
+    'ALTER TABLE "shop_product" ADD CONSTRAINT "shop_product_category_id_fk" FOREIGN KEY '
+    '("category_id") REFERENCES "shop_category" ("id") DEFERRABLE INITIALLY DEFERRED;',
+]
+
+
+def test_a_foreign_key_turned_into_a_subclass_of_it_is_pre_deploy_with_only_the_constraint_note() -> (
+    None
+):
+    """AlterField from ForeignKey to a subclass: its SQL changes no type, so the class change is
+    no type change; the only note is the foreign key checked again."""
+    field = SubclassKey("shop.category", on_delete=models.CASCADE)
+    planned = with_sql(
+        migrations.AlterField("product", "category", field),
+        sql=[TREE_KEY_SQL],
+        server=Server("postgresql"),
+    )
+    assert (planned.phase, planned.needs_mark) == (PRE, False)
+    assert planned.operations[0].reason == (
+        "AlterField shop.Product.category: ForeignKey to SubclassKey keeps the column type (its "
+        "SQL changes no type)"
+    )
+    assert [(note.effect, note.text) for note in planned.locks] == [
+        (
+            Effect.SCAN,
+            'AlterField shop.Product.category: `ALTER TABLE "shop_product" ADD CONSTRAINT '
+            '"shop_product_category_id_fk" FOREIGN KEY ("category_id") REFERENCE…`: PostgreSQL checks every row against the referenced table while writes to both '
+            "tables wait; NOT VALID, then VALIDATE CONSTRAINT in a later migration, does not",
+        )
+    ]
+
+
+def test_without_sql_a_foreign_key_subclass_still_counts_as_a_type_change() -> None:
+    """Where no SQL is collected (SQLite, a classifier without a collector) the field diff alone
+    decides, as before: another field class is another column type."""
+    field = SubclassKey("shop.category", on_delete=models.CASCADE)
+    planned = after_initial(migrations.AlterField("product", "category", field))
+    assert planned.phase is POST
+
+
+def test_an_alter_field_whose_sql_changes_the_type_stays_post_deploy() -> None:
+    """A field class change whose SQL does change the column type is a type change."""
+    planned = with_sql(
+        migrations.AlterField("product", "qty", ColourField()),
+        sql=[['ALTER TABLE "shop_product" ALTER COLUMN "qty" TYPE varchar(20);']],
+    )
+    assert planned.phase is POST
+    assert "changes the column type from IntegerField to ColourField" in planned.reasons[0]
+
+
+@pytest.mark.parametrize(
+    ("atomic", "caution"),
+    [(False, None), (True, "cannot run inside a transaction block")],
+)
+def test_run_sql_creating_an_index_concurrently_is_pre_deploy_without_a_mark(
+    atomic: bool, caution: str | None
+) -> None:
+    """A RunSQL with CREATE INDEX CONCURRENTLY is pre-deploy and needs no mark; in an atomic
+    migration the reason warns that PostgreSQL refuses it there. No lock note: it holds no
+    write lock."""
+    statement = "CREATE INDEX CONCURRENTLY shop_product_qty ON shop_product (qty)"
+    planned = with_sql(
+        migrations.RunSQL(statement),
+        sql=[[statement]],
+        server=Server("postgresql"),
+        atomic=atomic,
+    )
+    assert (planned.phase, planned.needs_mark, planned.locks) == (PRE, False, ())
+    if caution is None:
+        assert planned.reasons == ("safe while old code runs: RunSQL",)
+    else:
+        assert caution in planned.reasons[1]
+
+
+@pytest.mark.parametrize("vendor", ["postgresql", "mysql"])
+def test_run_sql_dropping_a_column_is_post_deploy_without_a_mark(vendor: str) -> None:
+    """A RunSQL with DROP COLUMN is post-deploy, and the reason names the statement."""
+    statement = "ALTER TABLE shop_product DROP COLUMN note"
+    planned = with_sql(migrations.RunSQL(statement), sql=[[statement]], vendor=vendor)
+    assert (planned.phase, planned.needs_mark) == (POST, False)
+    assert planned.reasons == (
+        "RunSQL: `ALTER TABLE shop_product DROP COLUMN note` drops column shop_product.note, "
+        "which old code still reads and writes",
+    )
+
+
+@pytest.mark.parametrize(
+    ("statements", "phase", "needs_mark", "says"),
+    [
+        (["UPDATE shop_product SET qty = 0"], POST, True, "changes rows of shop_product (UPDATE)"),
+        (["SELEC 1"], POST, True, "is rejected by the server's parser"),
+        (["DO $$ BEGIN END $$"], POST, True, "not judged here"),
+        (["ALTER TABLE shop_product ADD COLUMN x int NOT NULL"], POST, False, "without a default"),
+        (["ALTER TABLE shop_product ADD COLUMN x int NOT NULL DEFAULT 0"], PRE, False, ""),
+        (["ALTER TABLE shop_product ALTER COLUMN note SET NOT NULL"], POST, False, "NOT NULL"),
+        (["ALTER TABLE shop_product RENAME COLUMN note TO memo"], POST, False, "renames column"),
+        (["DROP TABLE shop_report"], POST, False, "drops table shop_report"),
+        (["ALTER TABLE shop_product ADD CONSTRAINT c CHECK (qty > 0) NOT VALID"], PRE, False, ""),
+        (["ALTER TABLE shop_product VALIDATE CONSTRAINT c"], PRE, False, "validates c"),
+        (
+            ["CREATE EXTENSION IF NOT EXISTS pg_trgm", "SET CONSTRAINTS ALL IMMEDIATE"],
+            PRE,
+            False,
+            "",
+        ),
+        (["CREATE TABLE shop_log (id int); ALTER TABLE shop_log DROP COLUMN id"], PRE, False, ""),
+    ],
+)
+def test_run_sql_is_judged_statement_by_statement(
+    statements: list[str], phase: DeployPhase, needs_mark: bool, says: str
+) -> None:
+    """Each kind of statement has its meaning for old code: rows changed or statements not
+    understood need a mark, dropped and renamed columns and tables and new NOT NULL columns are
+    post-deploy, additions and constraints are pre-deploy; a table created in the same SQL is
+    new, so changing it is safe."""
+    planned = with_sql(migrations.RunSQL(statements), sql=[statements])
+    assert (planned.phase, planned.needs_mark) == (phase, needs_mark)
+    assert says in " ".join(planned.reasons)
+
+
+def test_a_third_party_operation_is_judged_by_its_sql() -> None:
+    """A third-party operation with collected SQL is judged by it: a trigger is pre-deploy and
+    says what old code's writes now run."""
+    planned = with_sql(
+        AddTrigger(),
+        sql=[
+            [
+                "CREATE TRIGGER touch BEFORE INSERT OR UPDATE ON shop_product "
+                "FOR EACH ROW EXECUTE FUNCTION shop_touch()"
+            ]
+        ],
+    )
+    assert (planned.phase, planned.needs_mark) == (PRE, False)
+    assert planned.reasons[1].endswith(
+        "adds trigger touch on shop_product: from now on every INSERT OR UPDATE of old code on "
+        "it also runs shop_touch()"
+    )
+
+
+def test_when_collecting_fails_the_operation_alone_decides_and_the_reason_says_so() -> None:
+    """A third-party operation whose SQL could not be collected needs a mark, saying why; a
+    Django operation keeps today's judgment with the failure in its reason."""
+    third = with_sql(AddTrigger(), sql=["collecting it failed: no such table"])
+    assert third.needs_mark
+    assert third.reasons[0].endswith(
+        "and its SQL could not be read: collecting it failed: no such table"
+    )
+    django_op = with_sql(
+        migrations.RemoveField("product", "note"), sql=["collecting it failed: boom"]
+    )
+    assert django_op.phase is POST
+    assert django_op.reasons[0].endswith(
+        "(judged from the operation alone: its SQL could not be collected, collecting it failed: "
+        "boom)"
+    )
+
+
+def test_run_python_still_needs_a_mark_with_a_collector() -> None:
+    """Python cannot be judged: RunPython needs a mark whatever the collector says."""
+    planned = with_sql(
+        migrations.RunPython(backfill), sql=["it runs Python, which cannot be written as SQL"]
+    )
+    assert (planned.phase, planned.needs_mark) == (POST, True)
+    assert planned.reasons[0].startswith("RunPython backfill needs an explicit mark")
+
+
+VARCHAR_20 = {("shop_product", "name"): ColumnBefore("varchar(20)", null=False)}
+INTEGER = {("shop_product", "qty"): ColumnBefore("integer", null=False)}
+CHECKED_NUMERIC = {
+    ("shop_product", "price"): ColumnBefore("numeric(8, 2)", null=False, checked=True)
+}
+
+
+@pytest.mark.parametrize(
+    ("statement", "columns", "effects"),
+    [
+        ("ALTER TABLE shop_product ALTER COLUMN name TYPE varchar(40)", VARCHAR_20, []),
+        ("ALTER TABLE shop_product ALTER COLUMN name TYPE text", VARCHAR_20, []),
+        ("ALTER TABLE shop_product ALTER COLUMN name TYPE varchar(10)", VARCHAR_20, ["rewrite"]),
+        ("ALTER TABLE shop_product ALTER COLUMN qty TYPE bigint", INTEGER, ["rewrite"]),
+        ("ALTER TABLE shop_product ALTER COLUMN qty TYPE bigint", {}, ["rewrite"]),
+        (
+            "ALTER TABLE shop_product ALTER COLUMN price TYPE numeric(10, 2)",
+            CHECKED_NUMERIC,
+            ["scan"],
+        ),
+        ("ALTER TABLE shop_product ALTER COLUMN note SET NOT NULL", {}, ["scan"]),
+        ("ALTER TABLE shop_product ADD CONSTRAINT c CHECK (qty > 0)", {}, ["scan"]),
+        ("ALTER TABLE shop_product ADD CONSTRAINT c CHECK (qty > 0) NOT VALID", {}, []),
+        (
+            "ALTER TABLE shop_product ADD CONSTRAINT f FOREIGN KEY (qty) REFERENCES shop_category (id)",
+            {},
+            ["scan"],
+        ),
+        (
+            "ALTER TABLE shop_product ADD CONSTRAINT f FOREIGN KEY (qty) REFERENCES shop_category (id) NOT VALID",
+            {},
+            [],
+        ),
+        ("ALTER TABLE shop_product VALIDATE CONSTRAINT c", {}, ["scan"]),
+        ("ALTER TABLE shop_product ADD CONSTRAINT u UNIQUE (qty)", {}, ["index"]),
+        ("ALTER TABLE shop_product ADD CONSTRAINT u UNIQUE USING INDEX shop_u", {}, []),
+        ("CREATE INDEX i ON shop_product (qty)", {}, ["index"]),
+        ("CREATE INDEX CONCURRENTLY i ON shop_product (qty)", {}, []),
+        ("ALTER TABLE shop_product ADD COLUMN t timestamptz DEFAULT now()", {}, []),
+        ("ALTER TABLE shop_product ADD COLUMN t timestamptz DEFAULT CURRENT_TIMESTAMP", {}, []),
+        ("ALTER TABLE shop_product ADD COLUMN u uuid DEFAULT gen_random_uuid()", {}, ["rewrite"]),
+        (
+            "ALTER TABLE shop_product ADD COLUMN g int GENERATED ALWAYS AS (qty * 2) STORED",
+            {},
+            ["rewrite"],
+        ),
+        ("ALTER TABLE shop_product DROP COLUMN note", {}, []),
+        (
+            "CREATE TRIGGER t BEFORE UPDATE ON shop_product FOR EACH ROW EXECUTE FUNCTION f()",
+            {},
+            [],
+        ),
+        ("ALTER TABLE shop_product SET TABLESPACE cold", {}, ["rewrite"]),
+    ],
+)
+def test_postgres_lock_notes_are_read_from_the_statements(
+    statement: str, columns: dict[tuple[str, str], ColumnBefore], effects: list[str]
+) -> None:
+    """Binary-coercible type changes are no rewrite (unless a CHECK on the column is checked
+    again); SET NOT NULL, validated CHECK and FOREIGN KEY constraints and VALIDATE CONSTRAINT
+    read every row; NOT VALID and USING INDEX do not; CREATE INDEX without CONCURRENTLY blocks
+    writes; a volatile default or a stored generated column rewrites, a stable one does not;
+    dropping a column and adding a trigger hold nothing for long."""
+    planned = with_sql(
+        migrations.RunSQL(statement),
+        sql=[[statement]],
+        columns=columns,
+        server=Server("postgresql"),
+    )
+    assert [note.effect.value for note in planned.locks] == effects
+    assert all(note.text.startswith(f"RunSQL: `{statement[:40]}") for note in planned.locks)
+
+
+MYSQL_8 = Server("mysql", version=(8, 0, 36))
+
+
+@pytest.mark.parametrize(
+    ("statement", "columns", "effects"),
+    [
+        ("ALTER TABLE `shop_product` MODIFY `qty` bigint NOT NULL", INTEGER, ["rewrite"]),
+        ("ALTER TABLE `shop_product` MODIFY `qty` integer NULL", INTEGER, ["rebuild"]),
+        ("ALTER TABLE `shop_product` MODIFY `qty` integer NOT NULL", INTEGER, []),
+        ("ALTER TABLE `shop_product` MODIFY `name` varchar(60) NOT NULL", VARCHAR_20, []),
+        ("ALTER TABLE `shop_product` MODIFY `name` varchar(64) NOT NULL", VARCHAR_20, ["rewrite"]),
+        (
+            "ALTER TABLE `shop_product` ADD CONSTRAINT `f` FOREIGN KEY (`qty`) REFERENCES `shop_category` (`id`)",
+            {},
+            ["rewrite"],
+        ),
+        ("ALTER TABLE `shop_product` ADD CONSTRAINT `c` CHECK (`qty` >= 0)", {}, ["rewrite"]),
+        ("ALTER TABLE `shop_product` ADD COLUMN `r` varchar(20) NULL UNIQUE", {}, ["rebuild"]),
+        ("ALTER TABLE `shop_product` ADD COLUMN `x` integer NULL", {}, []),
+        ("CREATE INDEX `i` ON `shop_product` (`qty`)", {}, []),
+        ("ALTER TABLE `shop_product` DROP COLUMN `note`", {}, []),
+    ],
+)
+def test_mysql_lock_notes_are_read_from_the_statements(
+    statement: str, columns: dict[tuple[str, str], ColumnBefore], effects: list[str]
+) -> None:
+    """On MySQL a type change copies the table unless a varchar keeps its length prefix, a
+    nullability change rebuilds it in place, a FOREIGN KEY or CHECK copies it, a unique column
+    rebuilds it; index builds and, on 8.0.29, column drops are online."""
+    planned = with_sql(
+        migrations.RunSQL(statement),
+        sql=[[statement]],
+        vendor="mysql",
+        columns=columns,
+        server=MYSQL_8,
+    )
+    assert [note.effect.value for note in planned.locks] == effects

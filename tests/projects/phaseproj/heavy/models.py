@@ -2,21 +2,23 @@
 
 from django.db import models
 
+from heavy.fields import TreeKey
+
 
 class Owner(models.Model):
     """What an item's foreign key points at."""
 
 
 class Item(models.Model):
-    """A row of the table the lock notes are measured on."""
+    """A row of the table the lock notes are measured on (its code column is dropped by RunSQL,
+    and a migration of the project's own turns qty into a decimal in SQL only)."""
 
     name = models.CharField(max_length=100, unique=True)
-    code = models.CharField(max_length=10)
     qty = models.BigIntegerField()
     price = models.DecimalField(max_digits=10, decimal_places=2)
     note = models.TextField()
     stock = models.PositiveIntegerField(default=0)
-    owner = models.ForeignKey(Owner, null=True, on_delete=models.SET_NULL, db_index=False)
+    owner = TreeKey(Owner, null=True, on_delete=models.SET_NULL, db_index=False)
     ref = models.CharField(max_length=20, null=True, unique=True)
 
     class Meta:
