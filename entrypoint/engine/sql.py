@@ -121,8 +121,8 @@ ASSUMED_PG_VERSION = 160000
 def _without_server(connection: Any, offline: bool) -> Iterator[None]:
     """Without a connection, let PostgreSQL's statements be written all the same: the values
     they carry are quoted on the client (as psycopg quotes them for a server with standard
-    strings) and the server is taken to be :data:`ASSUMED_PG_VERSION`. MySQL quotes values with
-    its connection: there, what needs one is reported as not collected."""
+    strings) and the server is taken to be :data:`ASSUMED_PG_VERSION`. MySQL's SQL depends on the
+    server it asks (MariaDB or MySQL, version, ``sql_mode``): there, nothing is collected."""
     if not offline or connection.vendor != "postgresql":
         yield
         return
