@@ -33,31 +33,41 @@ def pipeline(args: argparse.Namespace, settings: Settings) -> int:
 def check(args: argparse.Namespace, settings: Settings) -> int:
     """check: the read-only CI gate; exit 1 with one line per problem."""
     from entrypoint.cli import render
-    from entrypoint.engine.check import find_problems
+    from entrypoint.engine.check import ADVISORY_KINDS, find_problems
     from entrypoint.pipeline.setup import read_only
 
     found = []
+    advise = args.format == "github"
     if args.base:
-        from entrypoint.engine.base import base_executor
+        from entrypoint.engine.base import assumed_server, base_executor
         from entrypoint.pipeline.setup import offline
 
         with offline(settings, _reporter(settings)) as targets:
             executor = base_executor(args.base)
             for target in targets:
                 found.extend(
-                    find_problems(target.alias, settings.phase, executor=executor, offline=True)
+                    find_problems(
+                        target.alias,
+                        settings.phase,
+                        executor=executor,
+                        offline=True,
+                        advise=advise,
+                        server=assumed_server(target.vendor),
+                    )
                 )
     else:
         with read_only(settings, _reporter(settings)) as targets:
             for target in targets:
-                found.extend(find_problems(target.alias, settings.phase))
+                found.extend(find_problems(target.alias, settings.phase, advise=advise))
     if args.allow_unapplied:
         found = [problem for problem in found if problem.kind != "unapplied"]
-    if args.format == "github":
-        render.github_problems(found, [t.alias for t in targets])
+    errors = [problem for problem in found if problem.kind not in ADVISORY_KINDS]
+    if advise:
+        advice = [problem for problem in found if problem.kind in ADVISORY_KINDS]
+        render.github_problems(errors, [t.alias for t in targets], advice)
     else:
-        render.problems(found, args.format, [t.alias for t in targets])
-    return EX_CHECK_FAILED if found else 0
+        render.problems(errors, args.format, [t.alias for t in targets])
+    return EX_CHECK_FAILED if errors else 0
 
 
 def plan(args: argparse.Namespace, settings: Settings) -> int:

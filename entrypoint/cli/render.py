@@ -79,21 +79,28 @@ _TITLES = {
     "missing": "Model changes without a migration",
     "conflict": "Conflicting migrations",
     "policy": "Deploy phase",
+    "table-lock": "Table lock",
+    "unmarked": "Deploy phase mark",
 }
 
 
-def github_problems(found: Sequence[Problem], databases: Sequence[str]) -> None:
-    """``check --format github``: one workflow annotation per problem, on the migration's file
-    and the line of its operation, which GitHub shows on the pull request."""
+def github_problems(
+    found: Sequence[Problem], databases: Sequence[str], advice: Sequence[Problem] = ()
+) -> None:
+    """``check --format github``: one workflow annotation per problem (an error), then one per
+    piece of ``advice`` (a warning: a table lock, a missing mark the policy does not ask for),
+    each on the migration's file and the line of its operation, which GitHub shows on the pull
+    request."""
     lines = [
         annotation(
-            "error",
+            level,
             problem.message,
             _TITLES.get(problem.kind, problem.kind),
             problem.file,
             problem.line,
         )
-        for problem in found
+        for level, shown in (("error", found), ("warning", advice))
+        for problem in shown
     ]
     if not found:
         lines.append(

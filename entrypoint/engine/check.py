@@ -19,6 +19,7 @@ from entrypoint.engine.graph import app_conflict_message, history_mismatch_messa
 from entrypoint.engine.sql import collector_for
 from entrypoint.errors import ConfigError
 from entrypoint.plan.classify import classify_plan
+from entrypoint.plan.locknotes import server_of
 from entrypoint.plan.policy import split_plan
 from entrypoint.plan.types import (
     MARK_ATTRIBUTE,
@@ -31,7 +32,11 @@ from entrypoint.plan.types import (
 if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
 
-ProblemKind = Literal["unapplied", "missing", "conflict", "policy"]
+ProblemKind = Literal["unapplied", "missing", "conflict", "policy", "table-lock", "unmarked"]
+
+#: What ``check --format github`` also shows, as warnings, without failing: a table-size-bound
+#: lock a pending operation takes, and a migration that needs a mark the policy does not ask for.
+ADVISORY_KINDS = frozenset({"table-lock", "unmarked"})
 
 #: How many detected operations a "missing migration" line names before it says how many more.
 _SHOWN_CHANGES = 3
@@ -92,7 +97,13 @@ def placed(problems: list[Problem], loader: Any) -> list[Problem]:
 
 
 def find_problems(
-    alias: str, policy: Policy | None, *, executor: Any = None, offline: bool = False
+    alias: str,
+    policy: Policy | None,
+    *,
+    executor: Any = None,
+    offline: bool = False,
+    advise: bool = False,
+    server: Any = None,
 ) -> list[Problem]:
     """Everything that should stop a deploy to database ``alias``, in a stable order.
 
@@ -107,6 +118,10 @@ def find_problems(
     ``offline`` (``check --base``, with ``executor`` planning against the migrations at a git
     revision): no database is read, so neither the recorded history nor unapplied migrations
     are reported (what is pending is what the change adds, and is classified instead).
+
+    ``advise`` adds, after the problems, the pending migrations' table-lock notes on ``server``
+    (the connection's own when None) and, under a policy that does not report them, their
+    missing marks: :data:`ADVISORY_KINDS`, which do not fail the gate.
     """
     from django.db import connections
     from django.db.migrations.executor import MigrationExecutor
@@ -139,12 +154,50 @@ def find_problems(
         for migration, _ in plan
         if not offline
     ]
-    if policy is not None and policy is not Policy.ALL and plan:
+    judged = policy is not None and policy is not Policy.ALL
+    if plan and (judged or advise):
+        if advise and server is None and not offline:
+            server = server_of(connection)
         planned = classify_plan(
-            plan, loader, overrides=overrides, collect=collector_for(connection)
+            plan,
+            loader,
+            server=server if advise else None,
+            overrides=overrides,
+            collect=collector_for(connection),
         )
-        problems += _policy_problems(alias, policy, planned, loader.graph)
+        if policy is not None and judged:
+            problems += _policy_problems(alias, policy, planned, loader.graph)
+        if advise:
+            problems += _advisories(alias, planned, marks_reported=judged)
     return placed(problems, loader)
+
+
+def _advisories(
+    alias: str, planned: list[PlannedMigration], *, marks_reported: bool
+) -> list[Problem]:
+    advice = []
+    for p in planned:
+        if p.needs_mark and not marks_reported:
+            unjudged = [op.reason for op in p.operations if op.needs_mark]
+            first = next(i for i, op in enumerate(p.operations) if op.needs_mark)
+            message = (
+                f"{p.app}.{p.name}: {'; '.join(unjudged)}; set {MARK_ATTRIBUTE} = "
+                '"pre-deploy" or "post-deploy" on its Migration class before a deploy in '
+                "phases (ENTRYPOINT_PHASE=pre-deploy refuses it)"
+            )
+            advice.append(Problem("unmarked", alias, message, p.app, p.name, operation=first))
+        advice += [
+            Problem(
+                "table-lock",
+                alias,
+                f"{p.app}.{p.name}: {note.text}",
+                p.app,
+                p.name,
+                operation=note.operation,
+            )
+            for note in p.locks
+        ]
+    return advice
 
 
 def _conflicts(alias: str, loader: Any, connection: BaseDatabaseWrapper | None) -> list[Problem]:

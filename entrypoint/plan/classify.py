@@ -31,19 +31,10 @@ Rules, in order of precedence:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from entrypoint.plan.state import SPECIAL, callable_name, class_path
-from entrypoint.plan.types import DeployPhase
-
-if TYPE_CHECKING:
-    from django.db.migrations.migration import Migration
-    from django.db.migrations.state import ProjectState
-
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db.models import NOT_PROVIDED
 from django.db.models.options import normalize_together
@@ -54,6 +45,9 @@ from entrypoint.plan.marks import MARK_SOURCES, migration_mark, syzygy_phase
 from entrypoint.plan.reversibility import migration_reversible
 from entrypoint.plan.sqljudge import column_type, phase_items
 from entrypoint.plan.state import (
+    SPECIAL,
+    callable_name,
+    class_path,
     model_label,
     model_state,
     state_field,
@@ -62,6 +56,7 @@ from entrypoint.plan.statements import Action, read
 from entrypoint.plan.types import (
     MARK_ATTRIBUTE,
     Collector,
+    DeployPhase,
     MarkedBy,
     Node,
     OperationPhase,
@@ -69,6 +64,10 @@ from entrypoint.plan.types import (
     PlannedMigration,
     dotted,
 )
+
+if TYPE_CHECKING:
+    from django.db.migrations.migration import Migration
+    from django.db.migrations.state import ProjectState
 
 
 @dataclass
@@ -114,7 +113,7 @@ def classify_plan(
     ``loader`` is the executor's ``MigrationLoader``: its graph gives the state before the plan,
     which is then carried forward operation by operation (never rendered into model classes).
     With a ``server``, each migration also lists the table-size-bound locks its operations take
-    there (see :mod:`entrypoint.impact`). ``overrides`` are the project's marks from
+    there (see :mod:`entrypoint.plan.locknotes`). ``overrides`` are the project's marks from
     :func:`parse_overrides`. With ``collect``, each operation's SQL on the server is collected
     and read: ``RunSQL`` and third-party operations are judged by their statements, and the
     lock notes name the statements they come from. Raises ValueError on a backwards step and
@@ -172,12 +171,12 @@ def _classify_migration(
     verdicts = []
     locks: list[LockNote] = []
     created.atomic = bool(migration.atomic)
-    for operation in migration.operations:
+    for index, operation in enumerate(migration.operations):
         sql = created.collect(operation, app, state) if created.collect is not None else None
         verdicts.append(_classify_operation(operation, app, state, created, sql))
         if created.server is not None and app not in created.new_apps:
             # After the classification, so a table created by this very operation counts as new.
-            locks += table_locks(
+            found = table_locks(
                 operation,
                 app,
                 state,
@@ -186,6 +185,7 @@ def _classify_migration(
                 sql=sql,
                 new_tables=created.tables,
             )
+            locks += [replace(note, operation=index) for note in found]
         operation.state_forwards(app, state)
     reversible, _ = migration_reversible(migration)
     mark = migration_mark(migration, created.overrides)

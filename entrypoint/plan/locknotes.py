@@ -75,6 +75,8 @@ class LockNote:
 
     effect: Effect
     text: str
+    #: The operation it is about: its index in the migration's ``operations``, once classified.
+    operation: int | None = None
 
     def to_dict(self) -> dict[str, str]:
         """The JSON form used by ``plan --format json``."""

@@ -1,7 +1,7 @@
 """What Django's migration state says about models and columns, for the readers of a plan.
 
 Shared by the deploy-phase classifier (:mod:`entrypoint.phases`) and the lock notes
-(:mod:`entrypoint.impact`). Pure: it reads ``ProjectState`` and field paths only.
+(:mod:`entrypoint.plan.locknotes`). Pure: it reads ``ProjectState`` and field paths only.
 """
 
 from __future__ import annotations

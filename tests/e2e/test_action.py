@@ -79,8 +79,9 @@ def run_action(inputs: dict[str, str], workspace: Path, tmp: Path) -> Outcome:
 def test_the_action_checks_a_pull_request_with_a_summary_and_annotations(tmp_path: Path) -> None:
     """``check`` with ``base: main`` and ``phase: pre-deploy``: the job fails on the one problem,
     the summary lists the three migrations the change adds with their phases, reasons and table
-    locks, every annotation names a real file and the line of the operation it is about, and the
-    outputs count what was found."""
+    locks, every annotation names a real file and the line of the operation it is about (an
+    error for the missing mark, a warning for the table rewrite), and the outputs count what was
+    found."""
     project = pull_request(tmp_path / "repo")
     workspace = project.parent
     outcome = run_action(
@@ -109,6 +110,14 @@ def test_the_action_checks_a_pull_request_with_a_summary_and_annotations(tmp_pat
     assert any(
         f"file=site/notes/migrations/0006_remove_note_body.py,"
         f"line={line_of(migration, 'migrations.RunPython(count')}," in line
+        for line in annotations
+    )
+    rewrite = project / "notes" / "migrations" / "0005_views_bigint.py"
+    assert any(
+        line.startswith(
+            f"::warning file=site/notes/migrations/0005_views_bigint.py,"
+            f"line={line_of(rewrite, 'migrations.AlterField(')},title=Table lock::"
+        )
         for line in annotations
     )
     assert "3 pending: 2 pre-deploy, 1 post-deploy" in outcome.summary

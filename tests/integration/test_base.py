@@ -103,13 +103,39 @@ def test_check_base_annotates_each_problem_on_its_operation(
     )
     assert proc.popen.returncode == 1, proc.stderr()[-2000:]
     annotations = proc.stdout().splitlines()
-    migration = project / "notes" / "migrations" / "0006_remove_note_body.py"
-    line = line_of(migration, "migrations.RunPython(count")
+    migrations = project / "notes" / "migrations"
+    line = line_of(migrations / "0006_remove_note_body.py", "migrations.RunPython(count")
+    rewrite = line_of(migrations / "0005_views_bigint.py", "migrations.AlterField(")
     assert annotations == [
         f"::error file=site/notes/migrations/0006_remove_note_body.py,line={line},"
         "title=Deploy phase::notes.0006_remove_note_body: RunPython count needs an explicit mark "
         "(entrypoint_phase): what it does to data cannot be judged from outside; set "
-        'entrypoint_phase = "pre-deploy" or "post-deploy" on its Migration class'
+        'entrypoint_phase = "pre-deploy" or "post-deploy" on its Migration class',
+        f"::warning file=site/notes/migrations/0005_views_bigint.py,line={rewrite},"
+        "title=Table lock::notes.0005_views_bigint: AlterField notes.Note.views: "
+        '`ALTER TABLE "notes_note" ALTER COLUMN "views" TYPE bigint USING "views"::bigint`: '
+        "int4 to int8 is not binary-coercible; PostgreSQL rewrites the table and its indexes "
+        "under an ACCESS EXCLUSIVE lock; reads and writes wait until it is done",
+    ]
+    assert listener.accepted == 0
+
+
+def test_check_base_warns_without_failing_under_phase_all(
+    launcher: Launcher, project: Path, listener: Listener
+) -> None:
+    """Without a phase policy the missing mark and the table rewrite are warnings on their
+    operations' lines, and the gate passes."""
+    proc = run(launcher, project, listener, "check", "--base", "main", "--format", "github")
+    assert proc.popen.returncode == 0, proc.stderr()[-2000:]
+    migrations = project / "notes" / "migrations"
+    rewrite = line_of(migrations / "0005_views_bigint.py", "migrations.AlterField(")
+    data = line_of(migrations / "0006_remove_note_body.py", "migrations.RunPython(count")
+    heads = [line.split("::")[1] for line in proc.stdout().splitlines()]
+    assert heads == [
+        f"warning file=site/notes/migrations/0005_views_bigint.py,line={rewrite},title=Table lock",
+        f"warning file=site/notes/migrations/0006_remove_note_body.py,line={data},"
+        "title=Deploy phase mark",
+        "notice title=django-entrypoint check",
     ]
     assert listener.accepted == 0
 

@@ -12,7 +12,7 @@ migration NAME of APP, in order, it runs Django's migrate to that migration and 
   InnoDB table id changed without a copy (an in-place rebuild).
 
 What the migrations did is read from the server itself, so tests can hold the notes of
-:mod:`entrypoint.impact` against it.
+:mod:`entrypoint.plan.locknotes` against it.
 """
 
 from __future__ import annotations
