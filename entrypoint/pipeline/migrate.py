@@ -15,7 +15,7 @@ from entrypoint.audit.rows import UNFINISHED
 from entrypoint.config import Settings
 from entrypoint.db.targets import Target
 from entrypoint.engine import apply as engine
-from entrypoint.engine import graph
+from entrypoint.engine import events, graph
 from entrypoint.engine.session import prepare_session
 from entrypoint.errors import MigrationFailed
 from entrypoint.health.state import RunPhase
@@ -67,6 +67,7 @@ def _migrate_one(
             reap_dead=settings.lock_mode != "off",
             fence_old=held.fence_old,
             accept_interrupted=settings.accept_interrupted,
+            keep=settings.history_keep,
         ) as record,
     ):
         plan, targets, executor = _plan(alias, settings.phase, reporter)
@@ -100,10 +101,17 @@ def _migrate_one(
         )
         record.begin(plan)
         prepare_session(alias, settings.ddl_lock_timeout)
+
+        def on_event(event: events.Event) -> None:
+            if isinstance(event, events.Succeeded):
+                # Committed: the runs waiting for migrations look again at once.
+                held.lock.announce()
+            record.on_event(event)
+
         try:
             applied = engine.apply(
                 alias,
-                record.on_event,
+                on_event,
                 targets=targets,
                 retries=settings.ddl_retries,
                 confirm=held.confirm,
