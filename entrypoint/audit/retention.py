@@ -72,9 +72,10 @@ def prune(alias: str, keep: Retention, report: Report, now: datetime | None = No
     try:
         with connection.cursor() as cursor:
             moment = dialect(connection.vendor).to_db(now or utc_now())
-            cutoff = _cutoff(cursor, alias, keep, moment)
-            if cutoff is None:
+            bound = _bound(cursor, alias, keep, moment)
+            if bound is None:
                 return 0
+            condition, params = bound
             # The oldest BATCH rows bound this run's share.
             cursor.execute(
                 f"SELECT seq FROM {TABLE} WHERE db_alias = %s ORDER BY seq LIMIT 1 OFFSET %s",
@@ -82,10 +83,11 @@ def prune(alias: str, keep: Retention, report: Report, now: datetime | None = No
             )
             row = cursor.fetchone()
             if row is not None:
-                cutoff = min(cutoff, int(row[0]))
+                condition += " AND seq <= %s"
+                params.append(int(row[0]))
             cursor.execute(
-                f"DELETE FROM {TABLE} WHERE db_alias = %s AND seq <= %s AND {_prunable(TABLE)}",
-                [alias, cutoff],
+                f"DELETE FROM {TABLE} WHERE db_alias = %s AND {condition} AND {_prunable(TABLE)}",
+                [alias, *params],
             )
             pruned = max(int(cursor.rowcount or 0), 0)
     except Exception as exc:
@@ -101,9 +103,10 @@ def prune(alias: str, keep: Retention, report: Report, now: datetime | None = No
     return pruned
 
 
-def _cutoff(cursor: Any, alias: str, keep: Retention, now: Any) -> int | None:
-    """The highest ``seq`` that may go, or None: below the newest ``runs`` rows, or started
-    before ``now - seconds`` and older than the newest row (``now`` as the table stores it)."""
+def _bound(cursor: Any, alias: str, keep: Retention, now: Any) -> tuple[str, list[Any]] | None:
+    """The condition on the rows ``keep`` lets go of (before the prunable test), or None when
+    none: below the newest ``runs`` rows, or started before ``now - seconds`` and older than
+    the newest row (``now`` as the table stores it)."""
     from entrypoint.audit.table import TABLE as table
 
     if keep.runs is not None:
@@ -112,15 +115,12 @@ def _cutoff(cursor: Any, alias: str, keep: Retention, now: Any) -> int | None:
             [alias, keep.runs],
         )
         row = cursor.fetchone()
-        return None if row is None else int(row[0])
-    before = _earlier(now, keep.seconds or 0.0)
-    cursor.execute(
-        f"SELECT MAX(seq) FROM {table} WHERE db_alias = %s AND started_at < %s "
-        f"AND seq < (SELECT MAX(seq) FROM {table} WHERE db_alias = %s)",
-        [alias, before, alias],
-    )
+        return None if row is None else ("seq <= %s", [int(row[0])])
+    cursor.execute(f"SELECT MAX(seq) FROM {table} WHERE db_alias = %s", [alias])
     row = cursor.fetchone()
-    return None if row is None or row[0] is None else int(row[0])
+    if row is None or row[0] is None:
+        return None
+    return "started_at < %s AND seq < %s", [_earlier(now, keep.seconds or 0.0), int(row[0])]
 
 
 def _earlier(moment: Any, seconds: float) -> Any:
