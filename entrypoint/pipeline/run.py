@@ -150,7 +150,8 @@ def execute(command: Command, settings: Settings, argv: Sequence[str] = ()) -> i
 
 def _full_path(mode: Mode, settings: Settings, reporter: Reporter, run_id: str) -> Done | None:
     """Django set up, the databases waited for, then each one migrated (``auto``), waited for
-    until it holds what this code needs (``wait``), or nothing more (``off``, ``wait``)."""
+    until it holds what this code needs (``wait``), or nothing more (``off``, and the ``wait``
+    command, which does not report ready either)."""
     from entrypoint.pipeline.setup import prepare, wait_for_databases
 
     migrates = mode is Mode.MIGRATE

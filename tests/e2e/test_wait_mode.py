@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -48,7 +49,7 @@ def test_a_waiting_run_execs_once_the_migrating_run_committed(
     databases = {"default": pg_db.django()}
     port = free_port()
     waiter = launcher.start(
-        ["--migrate=wait", "run", "--", "python", "-c", REPORT],
+        ["--migrate=wait", "run", "--", sys.executable, "-c", REPORT],
         health_env(launcher, databases, port),
     )
     body = wait_for_readyz(port, waiter, phase="waiting_for_migrations")
@@ -214,7 +215,7 @@ def test_off_never_migrates_and_says_so_at_the_start(launcher: Launcher, pg_db: 
     the schema; its first events say that this run never migrates."""
     port = free_port()
     env = health_env(launcher, {"default": pg_db.django()}, port, ENTRYPOINT_MIGRATE="off")
-    proc = launcher.start(["run", "--", "python", "-c", "import time; time.sleep(3)"], env)
+    proc = launcher.start(["run", "--", sys.executable, "-c", "import time; time.sleep(3)"], env)
     body = wait_for_readyz(port, proc, phase="ready")
     assert body["http"] == 200
     assert proc.wait(30) == 0, proc.stderr()

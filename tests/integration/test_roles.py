@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -106,7 +107,7 @@ def test_the_application_role_waits_for_the_owners_job_then_serves(
     and execs the app, which reads and writes the migrated tables with DML only."""
     port = free_port()
     app_env = health_env(launcher, {"default": roles.django(roles.app)}, port)
-    pod = launcher.start(["--migrate=wait", "run", "--", "python", "-c", APP], app_env)
+    pod = launcher.start(["--migrate=wait", "run", "--", sys.executable, "-c", APP], app_env)
     wait_for_readyz(port, pod, phase="waiting_for_migrations")
     job = launcher.run(["migrate"], launcher.env({"default": roles.django(roles.owner)}))
     assert job.popen.returncode == 0, job.stderr()

