@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from entrypoint.audit.retention import Retention
 from entrypoint.errors import ConfigError
 from entrypoint.plan.types import Policy
 
@@ -27,6 +28,7 @@ _FALSE = {"0", "false", "no", "off"}
 BOOLEAN_WORDS = _TRUE | _FALSE
 
 LOCK_MODES = ("auto", "off")
+MIGRATE_MODES = ("auto", "wait", "off")
 LOG_FORMATS = ("json", "console", "auto")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -52,6 +54,32 @@ def _optional_duration(value: str) -> float | None:
         return None
     seconds = _duration(value)
     return seconds or None
+
+
+#: ENTRYPOINT_HISTORY_KEEP's default: a fleet restarting often keeps days of starts, and every
+#: run that changed something is kept whatever the bound.
+DEFAULT_KEEP = Retention(runs=1000)
+_KEEP = re.compile(r"^\s*(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>d|h|m|s)?\s*$")
+_KEEP_UNITS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
+
+
+def _keep(value: str) -> Retention:
+    if value.strip().lower() in {"off", "all", "none"}:
+        return Retention()
+    match = _KEEP.match(value.strip().lower())
+    if match is not None and match["unit"] is None and match["number"].isdigit():
+        runs = int(match["number"])
+        if runs >= 1:
+            return Retention(runs=runs)
+    elif match is not None and match["unit"] is not None:
+        seconds = float(match["number"]) * _KEEP_UNITS[match["unit"]]
+        if seconds > 0:
+            return Retention(seconds=seconds)
+    msg = (
+        "is not a retention; use a number of runs such as 1000, a duration such as 30d or 12h, "
+        "or off to keep every run"
+    )
+    raise _Invalid(msg)
 
 
 def _count(value: str) -> int:
@@ -271,6 +299,39 @@ OPTIONS: tuple[Option, ...] = (
         "auto",
     ),
     Option(
+        "migrate_mode",
+        "ENTRYPOINT_MIGRATE",
+        "--migrate",
+        _choice(*MIGRATE_MODES),
+        "auto",
+        "auto locks and migrates; wait never migrates and waits until the database holds the "
+        "migrations this code needs; off never migrates (workers, cron pods)",
+        "auto|wait|off",
+        "auto",
+    ),
+    Option(
+        "migrate_wait_timeout",
+        "ENTRYPOINT_MIGRATE_WAIT_TIMEOUT",
+        "--migrate-wait-timeout",
+        _duration,
+        900.0,
+        "with --migrate=wait and wait-migrated: how long to wait for the migrations",
+        "SECONDS",
+        "900 s",
+    ),
+    Option(
+        "history_keep",
+        "ENTRYPOINT_HISTORY_KEEP",
+        "--history-keep",
+        _keep,
+        DEFAULT_KEEP,
+        "how much of the audit trail the lock holder keeps: a number of runs (1000), a "
+        "duration (30d, 12h) or off; runs that applied or unapplied migrations, did not "
+        "succeed, or that a rollback refers to are always kept",
+        "RUNS|DURATION",
+        "1000 runs",
+    ),
+    Option(
         "health_addr",
         "ENTRYPOINT_HEALTH_ADDR",
         "--health-addr",
@@ -422,6 +483,9 @@ class Settings:
     lock_database_url: str | None = None
     direct_database_url: str | None = None
     lock_mode: str = "auto"
+    migrate_mode: str = "auto"
+    migrate_wait_timeout: float = 900.0
+    history_keep: Retention = DEFAULT_KEEP
     health_addr: str = "0.0.0.0"  # noqa: S104 - probes come from outside the container
     health_port: int = 8081
     app_health_url: str | None = None

@@ -57,6 +57,13 @@ class LockTimeout(EntrypointError):
     exit_code = EX_TEMPFAIL
 
 
+class MigrationsMissing(EntrypointError):
+    """``wait`` mode: the migrations this code needs were not on the database before the
+    deadline (``ENTRYPOINT_MIGRATE_WAIT_TIMEOUT``); the message names what is still missing."""
+
+    exit_code = EX_TEMPFAIL
+
+
 class LockLost(EntrypointError):
     """The migration lock was lost while this run held it (fencing): the run stopped.
 

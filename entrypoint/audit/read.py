@@ -34,3 +34,19 @@ def last_status(alias: str) -> str | None:
         )
         row = cursor.fetchone()
     return None if row is None else str(row[0])
+
+
+def gone(alias: str) -> int:
+    """How many runs are no longer in the audit table on ``alias``'s database: pruned by a lock
+    holder (``ENTRYPOINT_HISTORY_KEEP``) or deleted by hand. Sequence numbers are never reused
+    (each run takes the highest plus one under the lock), so the gaps below the highest count
+    them; 0 when the table does not exist."""
+    from django.db import connections
+
+    if not table_exists(alias):
+        return 0
+    with connections[alias].cursor() as cursor:
+        cursor.execute(f"SELECT COUNT(*), COALESCE(MAX(seq), 0) FROM {TABLE}")
+        row = cursor.fetchone()
+    count, highest = (int(row[0]), int(row[1])) if row else (0, 0)
+    return max(highest - count, 0)

@@ -24,8 +24,9 @@ from typing import Any
 
 from entrypoint.audit.gate import check_interrupted
 from entrypoint.audit.read import last_status
+from entrypoint.audit.retention import Retention, prune
 from entrypoint.audit.rows import Kind, RunRow, Status, Step, dumps_json, iso_utc
-from entrypoint.audit.table import COLUMNS, TABLE, dialect, ensure_table, utc_now
+from entrypoint.audit.table import COLUMNS, TABLE, audit_failed, dialect, ensure_table, utc_now
 from entrypoint.db.reasons import first_line
 from entrypoint.engine import events
 from entrypoint.engine.events import Event, Report, Sink
@@ -80,8 +81,13 @@ class Recording:
 
     def begin(self, planned: Sequence[Node]) -> None:
         """Write the ``running`` row, with the plan, before the first migration starts."""
+        from django.db import DatabaseError
+
         self.planned = list(planned)
-        self._insert(Status.RUNNING)
+        try:
+            self._insert(Status.RUNNING)
+        except DatabaseError as exc:
+            raise audit_failed(self.alias, "write", exc) from exc
         self.begun = True
 
     @property
@@ -358,8 +364,12 @@ def recording(
     gate: bool = True,
     rollback_of: str | None = None,
     fence_old: Callable[[str], Sequence[Any]] | None = None,
+    keep: Retention | None = None,
 ) -> Iterator[Recording]:
     """Record one run on ``alias``; enter it right after the lock is taken.
+
+    Once the run's row is final (a run that succeeded), what ``keep`` lets go of is pruned
+    (:func:`~entrypoint.audit.retention.prune`), still under the lock.
 
     Creates the table, reaps runs left ``running`` (``reap_dead``: only under a lock can they
     be told dead; ``fence_old`` first ends what sessions they still have), refuses to go on
@@ -380,10 +390,15 @@ def recording(
         lock_wait=lock_wait,
         rollback_of=rollback_of,
     )
+    from django.db import DatabaseError
+
     ensure_table(alias)
     try:
-        found = reap(alias, run_id, report, dead=reap_dead, fence_old=fence_old)
-        record.previous_status = last_status(alias)
+        try:
+            found = reap(alias, run_id, report, dead=reap_dead, fence_old=fence_old)
+            record.previous_status = last_status(alias)
+        except DatabaseError as exc:
+            raise audit_failed(alias, "read", exc) from exc
         if gate:
             check_interrupted(alias, found, run_id, accept=accept_interrupted, report=report)
         yield record
@@ -396,3 +411,5 @@ def recording(
         record.fail_with(exc)
         raise
     record.finish(Status.SUCCEEDED)
+    if keep is not None:
+        prune(alias, keep, report)

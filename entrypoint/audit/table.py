@@ -123,11 +123,18 @@ def utc_now() -> datetime:
 
 
 def ensure_table(alias: str) -> None:
-    """Create the audit table on ``alias`` unless it exists (call under the migration lock)."""
+    """Create the audit table on ``alias`` unless it exists (call under the migration lock).
+
+    It is looked for first: PostgreSQL checks the CREATE privilege on the schema before it
+    looks whether the table exists, so ``CREATE TABLE IF NOT EXISTS`` fails for a role without
+    DDL even when the table is there, and such a role may still record a run.
+    """
     from django.db import connections
 
     connection = connections[alias]
     try:
+        if table_exists(alias):
+            return
         with connection.cursor() as cursor:
             cursor.execute(create_table_sql(connection.vendor))
     except Exception as exc:
@@ -137,6 +144,17 @@ def ensure_table(alias: str) -> None:
             "there, as migrate itself needs"
         )
         raise MigrationFailed(msg) from exc
+
+
+def audit_failed(alias: str, doing: str, exc: BaseException) -> MigrationFailed:
+    """The error of a run that cannot read or write its audit table (a role without the
+    grants): it stops before any migration, which would otherwise go unrecorded."""
+    msg = (
+        f"cannot {doing} the audit table {TABLE} on database {alias!r}: "
+        f"{type(exc).__name__}: {first_line(exc)}; GRANT SELECT, INSERT, UPDATE, DELETE ON "
+        f"{TABLE} to the migrating role, or migrate with the role that owns it"
+    )
+    return MigrationFailed(msg)
 
 
 def table_exists(alias: str) -> bool:

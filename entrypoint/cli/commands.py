@@ -13,7 +13,8 @@ from entrypoint.pipeline.report import Reporter, configure_logging, new_run_id
 
 
 def pipeline(args: argparse.Namespace, settings: Settings) -> int:
-    """run, migrate, sidecar and wait: the run sequence of :mod:`entrypoint.pipeline.run`."""
+    """run, migrate, sidecar, wait and wait-migrated: the run sequence of
+    :mod:`entrypoint.pipeline.run`."""
     from entrypoint.pipeline.run import Command, execute
 
     argv: list[str] = []
@@ -110,7 +111,7 @@ def plan(args: argparse.Namespace, settings: Settings) -> int:
 
 def history(args: argparse.Namespace, settings: Settings) -> int:
     """history: the recorded runs, newest first, on standard output; no lock, nothing written."""
-    from entrypoint.audit.read import read_runs
+    from entrypoint.audit.read import gone, read_runs
     from entrypoint.cli import render
     from entrypoint.pipeline.setup import read_only
     from entrypoint.process import SignalStop, capture_signals
@@ -118,10 +119,11 @@ def history(args: argparse.Namespace, settings: Settings) -> int:
     with read_only(settings, _reporter(settings)) as targets, capture_signals():
         try:
             rows = [row for t in targets for row in read_runs(t.alias, args.limit)]
+            pruned = {t.alias: gone(t.alias) for t in targets}
         except SignalStop as stop:
             raise Interrupted(stop.signum, "stopped by signal while reading the history") from None
     rows.sort(key=lambda row: (row.started_at is not None, row.started_at, row.seq), reverse=True)
-    render.history(rows[: args.limit], args.format)
+    render.history(rows[: args.limit], args.format, pruned)
     return 0
 
 
@@ -187,6 +189,7 @@ HANDLERS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "migrate": pipeline,
     "sidecar": pipeline,
     "wait": pipeline,
+    "wait-migrated": pipeline,
     "check": check,
     "plan": plan,
     "history": history,

@@ -23,6 +23,8 @@ COMMANDS: dict[str, str] = {
     "migrate": "wait, lock, migrate, exit (initContainer, Job, deploy step)",
     "sidecar": "wait, lock, migrate, then serve health until SIGTERM (native sidecar)",
     "wait": "wait for the database(s), exit",
+    "wait-migrated": "wait until the database holds every migration this code needs, exit "
+    "(initContainer of pods that never migrate)",
     "check": "CI gate, read-only: exit 1 on unapplied, missing, conflicting or unsafe migrations",
     "plan": "pending migrations with deploy phase, reasons, table locks and reversibility",
     "history": "the audit trail of runs, newest first",
@@ -80,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     command("migrate")
     command("sidecar")
     command("wait")
+    command("wait-migrated")
     formats = {
         "check": ("text", "json", "github"),
         "plan": ("text", "json", "markdown"),

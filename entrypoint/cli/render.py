@@ -8,7 +8,7 @@ import json
 import os
 import sys
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -187,12 +187,26 @@ def _markdown(text: str) -> str:
     return text.replace("|", "\\|").replace("<", "&lt;")
 
 
-def history(rows: Sequence[RunRow], fmt: str) -> None:
-    """The ``history`` output: JSON, or the table of :func:`format_runs`."""
+def history(rows: Sequence[RunRow], fmt: str, pruned: Mapping[str, int] | None = None) -> None:
+    """The ``history`` output: JSON, or the table of :func:`format_runs` followed by one line
+    per database whose older runs were pruned."""
     if fmt == "json":
         out(json.dumps([row.to_dict() for row in rows], indent=2))
-    else:
-        out("\n".join(format_runs(rows)))
+        return
+    lines = format_runs(rows)
+    for alias, count in (pruned or {}).items():
+        if count:
+            lines.append(pruned_line(alias, count))
+    out("\n".join(lines))
+
+
+def pruned_line(alias: str, count: int) -> str:
+    """What ``history`` says of the runs no longer in the table of one database."""
+    runs = "run is" if count == 1 else "runs are"
+    return (
+        f"({count} earlier {runs} no longer recorded on database {alias!r}: pruned under "
+        "ENTRYPOINT_HISTORY_KEEP, which only lets go of succeeded runs that changed nothing)"
+    )
 
 
 def format_runs(rows: Sequence[RunRow]) -> list[str]:

@@ -25,7 +25,14 @@ from entrypoint.audit.table import TABLE as AUDIT_TABLE
 from entrypoint.db.cancel import cancel_on_signal
 from entrypoint.db.reasons import first_line
 from entrypoint.engine import events
-from entrypoint.engine.ddl import WriteCounter, failing_operation, is_lock_timeout, left_behind
+from entrypoint.engine.ddl import (
+    WriteCounter,
+    failing_operation,
+    is_lock_timeout,
+    left_behind,
+    missing_privilege,
+    privilege_fix,
+)
 from entrypoint.engine.events import OnEvent
 from entrypoint.engine.graph import inconsistent_message
 from entrypoint.engine.session import Scoped
@@ -259,9 +266,15 @@ def _apply_once(
             msg = f"migration {app}.{name} failed on database {alias!r}: {_error_text(exc)}"
             if partial:
                 msg += f"; {left_behind(failing_operation(exc))}"
+            privilege = missing_privilege(exc)
+            if privilege is not None:
+                msg += f"; {privilege_fix(privilege, _role(alias))}"
         else:
             confirm_lock(confirm, alias, f"while migrating, which then failed ({_error_text(exc)})")
             msg = f"migrate failed on database {alias!r}: {_error_text(exc)}"
+            privilege = missing_privilege(exc)
+            if privilege is not None:
+                msg += f"; {privilege_fix(privilege, _role(alias))}"
         raise MigrationFailed(msg, lock_timeout=lock_timeout) from exc
 
 
@@ -385,6 +398,14 @@ def _lost_where(state: Progress) -> str:
     if state.current_atomic:
         return f"while applying {app}.{migration}; its transaction was rolled back"
     return f"while applying {app}.{migration}, which is not atomic and may be partly applied"
+
+
+def _role(alias: str) -> str | None:
+    """The database user of ``alias`` as its settings name it."""
+    from django.db import connections
+
+    user = connections[alias].settings_dict.get("USER")
+    return str(user) if user else None
 
 
 def _error_text(exc: BaseException) -> str:

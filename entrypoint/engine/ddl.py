@@ -116,3 +116,50 @@ def is_lock_timeout(exc: BaseException) -> bool:
             return True
         seen = seen.__cause__
     return False
+
+
+# MySQL/MariaDB's "command denied", "access denied to database" and "you need the privilege".
+_MYSQL_PRIVILEGE_ERRORS = frozenset({1142, 1143, 1044, 1227})
+_PG_SCHEMA = re.compile(r"permission denied for schema (\S+)")
+_PG_OWNER = re.compile(r"must be owner of (\w+(?: \w+)?) (\S+)")
+_PG_OBJECT = re.compile(r"permission denied for (\w+) (\S+)")
+_MYSQL_COMMAND = re.compile(r"(\w+) command denied to user")
+
+
+def missing_privilege(exc: BaseException) -> str | None:
+    """The privilege the database refused a statement for, in words (``CREATE on schema
+    public``, ``ownership of table shop_product``), when ``exc`` or its cause is PostgreSQL's
+    insufficient_privilege (42501) or MySQL's command or access denied; else None."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        text = str(seen).splitlines()[0] if str(seen) else ""
+        if getattr(seen, "sqlstate", None) == "42501":
+            for pattern, words in (
+                (_PG_SCHEMA, "CREATE on schema {0}"),
+                (_PG_OWNER, "ownership of {0} {1}"),
+                (_PG_OBJECT, "a privilege on {0} {1}"),
+            ):
+                found = pattern.search(text)
+                if found:
+                    return words.format(*found.groups())
+            return "a privilege the statement needs"
+        if (
+            type(seen).__module__.startswith("MySQLdb")
+            and seen.args[:1]
+            and (seen.args[0] in _MYSQL_PRIVILEGE_ERRORS)
+        ):
+            found = _MYSQL_COMMAND.search(str(seen.args[1]) if len(seen.args) > 1 else "")
+            return f"the {found.group(1)} privilege" if found else "a privilege the statement needs"
+        seen = seen.__cause__
+    return None
+
+
+def privilege_fix(privilege: str, role: str | None) -> str:
+    """What to do when a migration hit a privilege its role lacks: the Job's role migrates."""
+    who = f"the role {role!r}" if role else "this role"
+    where = f"as {role!r}" if role else "with this role"
+    return (
+        f"{who} lacks {privilege}, which only the schema owner should have: run migrate with "
+        f"the owner's role (the migration Job), and set ENTRYPOINT_MIGRATE=wait on the "
+        f"containers that run {where}"
+    )

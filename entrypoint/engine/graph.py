@@ -196,6 +196,61 @@ def split(
     )
 
 
+@dataclass(frozen=True)
+class Needed:
+    """What a run in wait mode waits for on one database: each migration this code needs that
+    is not applied yet (the plan under the phase policy), with the migrations a squashed one
+    replaces (Django records those, not the squash, when it applies one)."""
+
+    nodes: tuple[Node, ...]
+    replaces: dict[Node, tuple[Node, ...]]
+
+    def missing(self, recorded: set[Node]) -> list[Node]:
+        """The needed migrations that ``recorded`` (the rows of ``django_migrations``) does not
+        hold yet, in plan order. A squashed migration is there once every migration it
+        replaces is recorded, as Django's loader counts it."""
+        found = []
+        for node in self.nodes:
+            replaced = self.replaces.get(node)
+            there = all(r in recorded for r in replaced) if replaced else node in recorded
+            if not there:
+                found.append(node)
+        return found
+
+
+def needed(alias: str, policy: Policy) -> Needed:
+    """The migrations this code needs on ``alias`` under ``policy`` that are not applied yet:
+    everything pending (``all``, ``post-deploy``), or its pre-deploy part (``pre-deploy``).
+
+    Raises PlanCannotBeSplit (exit 65) as ``migrate`` would, when a pre-deploy migration needs a
+    held post-deploy one: no run with that policy could ever bring what this one waits for.
+    """
+    if policy is Policy.PRE_DEPLOY:
+        result = split(alias, policy)
+        nodes = result.executor.loader.graph.nodes
+        migrations = [nodes[planned.key] for planned in result.apply]
+    else:
+        migrations = pending(executor_for(alias))
+    nodes = tuple((str(m.app_label), str(m.name)) for m in migrations)
+    replaces = {
+        (str(m.app_label), str(m.name)): tuple((str(a), str(n)) for a, n in m.replaces)
+        for m in migrations
+        if getattr(m, "replaces", None)
+    }
+    return Needed(nodes, replaces)
+
+
+def recorded(alias: str) -> set[Node]:
+    """The rows of ``django_migrations`` on ``alias`` (none while the table does not exist)."""
+    from django.db import connections
+    from django.db.migrations.recorder import MigrationRecorder
+
+    recorder = MigrationRecorder(connections[alias])
+    if not recorder.has_table():
+        return set()
+    return {(str(app), str(name)) for app, name in recorder.applied_migrations()}
+
+
 def shown_plan(
     alias: str, policy: Policy, *, executor: Any = None, server: Any = None
 ) -> tuple[list[dict[str, Any]], PlanCannotBeSplit | None]:

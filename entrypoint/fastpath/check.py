@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from entrypoint.config import Settings
 
 # The commands that may take the fast path; the others always take the full one.
-COMMANDS = ("run", "migrate", "sidecar")
+COMMANDS = ("run", "migrate", "sidecar", "wait-migrated")
 
 
 # Engines whose vendor is known without importing their backend; the manifest adds the engines
@@ -90,11 +90,16 @@ def check_database(
     *,
     lock_mode: str = "auto",
     lock_key: str | None = None,
+    waiting: bool = False,
 ) -> None:
-    """Raise Pending or Doubt unless ``alias`` has every node of the manifest applied."""
+    """Raise Pending or Doubt unless ``alias`` has every node of the manifest applied.
+
+    ``waiting`` (wait mode): only the rows count. Who holds the lock, how the last run ended and
+    whether a squash has its own row are the business of the run that migrates.
+    """
     engine = str(entry.get("ENGINE") or "")
     vendor = vendor_of(manifest, engine)
-    lock = lock_mode != "off"
+    lock = lock_mode != "off" and not waiting
     if vendor == "postgresql":
         from entrypoint.log import register_secret
 
@@ -137,6 +142,8 @@ def check_database(
             f"its dependency {parent_app}.{parent_name}"
         )
         raise Pending(msg)
+    if waiting:
+        return
     if found.last_status in UNFINISHED:
         # Its post-migrate work (content types, permissions) may be missing: migrate does it.
         # A run still "running" while nobody holds the lock is one whose process died.
@@ -169,8 +176,10 @@ def verify(
     *,
     lock_mode: str = "auto",
     lock_key: str | None = None,
+    waiting: bool = False,
 ) -> Verdict:
-    """Check files, settings and each alias's rows; the answer says whether anything is left."""
+    """Check files, settings and each alias's rows; the answer says whether anything is left
+    (``waiting``: whether any migration is missing, see :func:`check_database`)."""
     files = 0
     try:
         files = check_files(manifest)
@@ -179,7 +188,12 @@ def verify(
         aliases = aliases_of(requested, databases)
         for alias in aliases:
             check_database(
-                manifest, alias, databases[alias], lock_mode=lock_mode, lock_key=lock_key
+                manifest,
+                alias,
+                databases[alias],
+                lock_mode=lock_mode,
+                lock_key=lock_key,
+                waiting=waiting,
             )
     except Doubt as exc:
         return Verdict(False, str(exc), doubt=True)
@@ -190,8 +204,9 @@ def verify(
     return Verdict(True, files=files, databases=aliases, django_version=manifest.django_version)
 
 
-def check(settings: Settings) -> Verdict:
-    """The whole fast-path check for one start with these :class:`~entrypoint.config.Settings`."""
+def check(settings: Settings, *, waiting: bool = False) -> Verdict:
+    """The whole fast-path check for one start with these :class:`~entrypoint.config.Settings`
+    (``waiting``: of a run in wait mode)."""
     if not settings.settings_module:
         return Verdict(False, "DJANGO_SETTINGS_MODULE is not set", doubt=True)
     if not settings.manifest:
@@ -213,4 +228,5 @@ def check(settings: Settings) -> Verdict:
         settings.databases,
         lock_mode=settings.lock_mode,
         lock_key=settings.lock_key,
+        waiting=waiting,
     )

@@ -51,6 +51,8 @@ class HealthMetrics:
     lock_holder_changes: Counter
     lock_lost: Counter
     migrations_held: Counter
+    migrations_missing: Gauge
+    migrations_wait: Gauge
     run_info: Info
 
     def set_phase(self, phase: RunPhase) -> None:
@@ -123,6 +125,18 @@ def build_metrics(registry: CollectorRegistry) -> HealthMetrics:
         migrations_held=Counter(
             "entrypoint_migrations_held",
             "Pending migrations held back by the deploy-phase policy.",
+            by_db,
+            registry=registry,
+        ),
+        migrations_missing=Gauge(
+            "entrypoint_migrations_missing",
+            "Migrations this code needs that the database does not hold yet (wait mode).",
+            by_db,
+            registry=registry,
+        ),
+        migrations_wait=Gauge(
+            "entrypoint_migrations_wait_seconds",
+            "Seconds spent waiting for the migrations this code needs (wait mode).",
             by_db,
             registry=registry,
         ),

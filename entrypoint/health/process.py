@@ -13,6 +13,8 @@ started before the database wait and fed over a pipe, one JSON object per line::
     migration_applied   {database, app, name, seconds}
     migration_failed    {database, app, name}
     held                {database, count}
+    migrations_missing  {database, count}    wait mode: migrations still missing
+    migrations_wait     {database, seconds}  wait mode: how long it waited for them
     run_info            {release, django_version, version}
     ready               {}
     failed              {error}          only the exception class name of ``error`` is kept

@@ -26,6 +26,8 @@ class RunPhase(enum.StrEnum):
 
     WAITING_FOR_DATABASE = "waiting_for_database"
     WAITING_FOR_LOCK = "waiting_for_lock"
+    #: ``wait`` mode: the database does not hold every migration this code needs yet.
+    WAITING_FOR_MIGRATIONS = "waiting_for_migrations"
     MIGRATING = "migrating"
     FAILED = "failed"
     READY = "ready"
@@ -115,6 +117,16 @@ def apply_message(
             return False
         gauge = metrics.database_wait if kind == "db_wait" else metrics.lock_wait
         gauge.labels(database=database).set(seconds)
+    elif kind == "migrations_missing":
+        count = _count(message.get("count"))
+        if database is None or count is None:
+            return False
+        metrics.migrations_missing.labels(database=database).set(count)
+    elif kind == "migrations_wait":
+        seconds = _seconds(message.get("seconds"))
+        if database is None or seconds is None:
+            return False
+        metrics.migrations_wait.labels(database=database).set(seconds)
     elif kind in ("lock_holder_change", "lock_lost"):
         if database is None:
             return False

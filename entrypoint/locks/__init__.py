@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 from entrypoint.db.params import mysql_params, postgres_params
@@ -18,11 +19,13 @@ __all__ = [
     "Backend",
     "Lost",
     "NoLock",
+    "Polling",
     "Session",
     "Waiting",
     "acquire",
     "application_name",
     "configured_lock",
+    "listener",
     "lock_key",
     "make_lock",
 ]
@@ -61,6 +64,9 @@ class NoLock:
     def wait_for_release(self, seconds: float) -> None:
         """Never called: the lock is always free."""
 
+    def announce(self) -> None:
+        """Nobody to tell."""
+
     def release(self) -> None:
         """Nothing to release."""
 
@@ -77,6 +83,37 @@ class NoLock:
     def end_session(self, session: Session) -> str | None:
         """Nothing to end."""
         return None
+
+
+class Polling(NoLock):
+    """What a run in wait mode listens with where the backend has no notices: it sleeps, and
+    polls again when the sleep ends."""
+
+    def wait_for_release(self, seconds: float) -> None:
+        """Sleep ``seconds`` (a signal ends it at once)."""
+        if seconds > 0:
+            time.sleep(seconds)
+
+
+def listener(target: Target, settings: Settings, run_id: str) -> Backend:
+    """What a run in wait mode hears the holder's announcements with; it never takes the lock.
+
+    PostgreSQL: a connection of its own (the lock's direct URL when set, as LISTEN needs a
+    session of its own too) that LISTENs for each committed migration and for releases of the
+    lock, and tells who holds it. Elsewhere: :class:`Polling`.
+    """
+    if target.vendor != "postgresql":
+        return Polling(target.display)
+    from entrypoint.locks.postgres import PostgresLock
+
+    url = settings.lock_database_url
+    return PostgresLock(
+        {"conninfo": url} if url else postgres_params(target.alias),
+        key_name=settings.lock_key or target.name,
+        application_name=application_name(run_id, "wait"),
+        description=f"database {target.alias!r} ({target.display})",
+        hear_migrations=True,
+    )
 
 
 def check_supported(target: Target, mode: str) -> None:

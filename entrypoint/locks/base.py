@@ -6,6 +6,10 @@ its release (:meth:`Backend.wait_for_release`, which returns early when the hold
 release, or after the given time as the fallback for a holder that died). The loop in
 :func:`acquire` adds the deadline, the jittered back-off and the periodic "still waiting" report.
 
+The holder also announces each committed migration (:meth:`Backend.announce`) to the runs that
+never migrate but wait for the migrations (``ENTRYPOINT_MIGRATE=wait``): they listen with a
+backend of their own that never takes the lock (:func:`entrypoint.locks.listener`).
+
 For fencing (:mod:`entrypoint.fence`) a backend also answers whether this process still holds
 the lock (:meth:`Backend.verify`), which sessions an earlier run still has on the server
 (:meth:`Backend.run_sessions`), and ends one of them (:meth:`Backend.end_session`).
@@ -59,6 +63,10 @@ class Backend(Protocol):
 
     def wait_for_release(self, seconds: float) -> None:
         """Return when the holder announced a release, or after ``seconds``."""
+
+    def announce(self) -> None:
+        """Tell the runs waiting for migrations (``ENTRYPOINT_MIGRATE=wait``) that one was just
+        committed, where the backend can (a PostgreSQL NOTIFY); never raises."""
 
     def release(self) -> None:
         """Release the lock and tell waiters; never raises."""

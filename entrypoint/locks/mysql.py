@@ -276,6 +276,9 @@ class MySQLLock:
                 return
             self._get_lock(min(left, SLICE))
 
+    def announce(self) -> None:
+        """MySQL/MariaDB have no notices: waiters poll."""
+
     def release(self) -> None:
         """``RELEASE_LOCK``; a waiter parked in ``GET_LOCK`` gets the lock at once."""
         if self.conn is None or not self.held:

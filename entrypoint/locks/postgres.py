@@ -6,6 +6,9 @@ with ``pg_try_advisory_lock``: a session parked in a blocking ``pg_advisory_lock
 snapshot that the holder's ``CREATE INDEX CONCURRENTLY`` waits for, and the two would wait on
 each other. Waiters ``LISTEN`` on a channel that the holder ``NOTIFY``s right after unlocking,
 and try again on that notice or after a jittered back-off (the fallback for a holder that died).
+The holder also NOTIFYs a second channel right after each migration commits
+(:meth:`PostgresLock.announce`): runs that never migrate (``ENTRYPOINT_MIGRATE=wait``) LISTEN on
+both and look at ``django_migrations`` again within milliseconds of the commit.
 
 The 64-bit key is the first eight bytes of SHA-256 over ``"django-entrypoint:" + NAME``, read
 as a signed big-endian integer, where NAME is ``ENTRYPOINT_LOCK_KEY`` or the database name.
@@ -88,6 +91,12 @@ def channel_name(key: int) -> str:
     return f"django_entrypoint_{key & 0xFFFFFFFFFFFFFFFF:016x}"
 
 
+def migrated_channel(key: int) -> str:
+    """The channel on which the holder of the lock ``key`` announces each committed migration
+    (listened to by runs with ``ENTRYPOINT_MIGRATE=wait``)."""
+    return f"{channel_name(key)}_migrated"
+
+
 class PostgresLock:
     """Session advisory lock on a dedicated autocommit connection."""
 
@@ -95,12 +104,21 @@ class PostgresLock:
     losable = True
 
     def __init__(
-        self, params: dict[str, Any], key_name: str, application_name: str, description: str
+        self,
+        params: dict[str, Any],
+        key_name: str,
+        application_name: str,
+        description: str,
+        *,
+        hear_migrations: bool = False,
     ) -> None:
         self.params = params
         self.key_name = key_name
         self.key = lock_key(key_name)
         self.channel = channel_name(self.key)
+        self.migrated = migrated_channel(self.key)
+        # A listener (wait mode) hears committed migrations too; a lock waiter only releases.
+        self.channels = (self.channel, self.migrated) if hear_migrations else (self.channel,)
         self.application_name = application_name[:63]
         self.description = description
         self.conn: psycopg.Connection[Any] | None = None
@@ -123,7 +141,8 @@ class PostgresLock:
                 self.conn.execute("SELECT set_config(%s, %s, false)", (name, value))
             except psycopg.Error:
                 pass  # an older server without the setting; autocommit keeps the session usable
-        self.conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+        for channel in self.channels:
+            self.conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
 
     def _connection(self) -> psycopg.Connection[Any]:
         if self.conn is None:
@@ -181,6 +200,16 @@ class PostgresLock:
                 return
         except psycopg.OperationalError as exc:
             raise self._lost_while_waiting(exc) from exc
+
+    def announce(self) -> None:
+        """NOTIFY the listeners for migrations that one was committed (right after its commit:
+        the lock connection runs in autocommit, so the notice leaves at once)."""
+        if self.conn is None or self.conn.closed or not self.held:
+            return
+        try:
+            self.conn.execute("SELECT pg_notify(%s, '')", (self.migrated,))
+        except psycopg.Error:
+            pass  # the listeners poll as well; the fence notices a broken connection
 
     def release(self) -> None:
         """Unlock, then NOTIFY the waiters so the next one starts within milliseconds."""

@@ -73,6 +73,9 @@ class FileLock:
         if seconds > 0:
             time.sleep(seconds)
 
+    def announce(self) -> None:
+        """Nothing to say it with: waiters poll."""
+
     def release(self) -> None:
         """Unlock the file."""
         if self.fd is not None:

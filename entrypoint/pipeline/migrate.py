@@ -16,7 +16,7 @@ from entrypoint.audit.rows import UNFINISHED
 from entrypoint.config import Settings
 from entrypoint.db.targets import Target
 from entrypoint.engine import apply as engine
-from entrypoint.engine import graph
+from entrypoint.engine import events, graph
 from entrypoint.engine.session import Scoped, intermediary, mysql_session, postgres_settings
 from entrypoint.errors import MigrationFailed
 from entrypoint.health.state import RunPhase
@@ -68,6 +68,7 @@ def _migrate_one(
             reap_dead=settings.lock_mode != "off",
             fence_old=held.fence_old,
             accept_interrupted=settings.accept_interrupted,
+            keep=settings.history_keep,
         ) as record,
     ):
         plan, targets, executor = _plan(alias, settings.phase, reporter)
@@ -100,11 +101,18 @@ def _migrate_one(
             migrations=[f"{app}.{name}" for app, name in plan[:50]],
         )
         record.begin(plan)
+
+        def on_event(event: events.Event) -> None:
+            if isinstance(event, events.Succeeded):
+                # Committed: the runs waiting for migrations look again at once.
+                held.lock.announce()
+            record.on_event(event)
+
         try:
             with _session(alias, target, settings, reporter) as session:
                 applied = engine.apply(
                     alias,
-                    record.on_event,
+                    on_event,
                     targets=targets,
                     retries=settings.ddl_retries,
                     confirm=held.confirm,

@@ -5,6 +5,11 @@ Every start goes through :func:`execute`. It first resolves the command to exec 
 missing or non-executable program fails at once, before anything connects), starts the health
 child, then takes the no-op fast path when the manifest vouches that nothing is pending, and the
 full path otherwise. "Ready" is reported here and only here, whichever path was taken.
+
+``ENTRYPOINT_MIGRATE`` decides what ``run``, ``migrate`` and ``sidecar`` do between the wait for
+the databases and ready (:class:`Mode`): lock and migrate (``auto``), wait for the migrations
+this code needs without a lock (``wait``, :mod:`.migrated`, which ``wait-migrated`` always
+does), or nothing (``off``).
 """
 
 from __future__ import annotations
@@ -30,11 +35,29 @@ class Command(enum.StrEnum):
     MIGRATE = "migrate"
     SIDECAR = "sidecar"
     WAIT = "wait"
+    WAIT_MIGRATED = "wait-migrated"
 
-    @property
-    def migrates(self) -> bool:
-        """Whether this command locks and migrates (``wait`` only waits)."""
-        return self is not Command.WAIT
+
+class Mode(enum.StrEnum):
+    """What a run does about migrations once its databases answer."""
+
+    #: Lock, plan and migrate (``ENTRYPOINT_MIGRATE=auto``).
+    MIGRATE = "auto"
+    #: No lock, no DDL: wait until the database holds what this code needs (``wait``).
+    AWAIT = "wait"
+    #: Nothing (``ENTRYPOINT_MIGRATE=off``): ready once the databases answer.
+    OFF = "off"
+    #: The ``wait`` command: the databases only, no health server, no ready.
+    DATABASES = "databases"
+
+    @classmethod
+    def of(cls, command: Command, settings: Settings) -> Mode:
+        """The mode of ``command`` under ``ENTRYPOINT_MIGRATE``."""
+        if command is Command.WAIT:
+            return cls.DATABASES
+        if command is Command.WAIT_MIGRATED:
+            return cls.AWAIT
+        return cls(settings.migrate_mode)
 
 
 @dataclass(frozen=True)
@@ -59,10 +82,11 @@ def execute(command: Command, settings: Settings, argv: Sequence[str] = ()) -> i
             "(ENTRYPOINT_HEALTH_ADDR may be 127.0.0.1)"
         )
         raise ConfigError(msg)
+    mode = Mode.of(command, settings)
     run_id = new_run_id()
     logger = configure_logging(settings, run_id)
     health = None
-    if settings.health_port and command.migrates:
+    if settings.health_port and mode is not Mode.DATABASES:
         from entrypoint.health.process import HealthProcess
 
         push = settings.pushgateway_url if command is Command.MIGRATE else None
@@ -74,10 +98,17 @@ def execute(command: Command, settings: Settings, argv: Sequence[str] = ()) -> i
 
     try:
         with capture_signals(on_signal):
-            logger.info("starting", command=str(command), version=__version__)
+            logger.info("starting", command=str(command), version=__version__, migrate=str(mode))
+            if mode is Mode.OFF:
+                # An explicit opt-out: said once at the start of every such run.
+                logger.warning(
+                    "migrations_off",
+                    reason="ENTRYPOINT_MIGRATE=off: this run never migrates nor waits for "
+                    "migrations; it waits for the databases, serves health and goes on",
+                )
             try:
-                done = _fast_path(command, settings, reporter) or _full_path(
-                    command, settings, reporter, run_id
+                done = _fast_path(mode, settings, reporter) or _full_path(
+                    mode, settings, reporter, run_id
                 )
                 if done is not None:
                     reporter.ready(
@@ -117,33 +148,44 @@ def execute(command: Command, settings: Settings, argv: Sequence[str] = ()) -> i
                 reporter.pushed(outcome)
 
 
-def _full_path(
-    command: Command, settings: Settings, reporter: Reporter, run_id: str
-) -> Done | None:
-    """Django set up, the databases waited for, then (unless ``wait``) every one migrated."""
-    from entrypoint.pipeline.migrate import migrate_all
+def _full_path(mode: Mode, settings: Settings, reporter: Reporter, run_id: str) -> Done | None:
+    """Django set up, the databases waited for, then each one migrated (``auto``), waited for
+    until it holds what this code needs (``wait``), or nothing more (``off``, and the ``wait``
+    command, which does not report ready either)."""
     from entrypoint.pipeline.setup import prepare, wait_for_databases
 
-    targets = prepare(settings, reporter, run_id=run_id)
+    migrates = mode is Mode.MIGRATE
+    # Only a run that migrates needs a lock, and names itself on its connections for fencing.
+    targets = prepare(settings, reporter, check_locks=migrates, run_id=run_id if migrates else None)
     reporter.run_info(settings.release)
+    started = time.monotonic()
     wait_for_databases(settings, targets, reporter)
-    if not command.migrates:
+    if mode is Mode.DATABASES:
         return None
+    if mode is Mode.OFF:
+        return Done(0, time.monotonic() - started)
+    if mode is Mode.AWAIT:
+        from entrypoint.pipeline.migrated import wait_migrated
+
+        return Done(0, wait_migrated(settings, targets, reporter, run_id))
+    from entrypoint.pipeline.migrate import migrate_all
+
     outcome = migrate_all(settings, targets, reporter, run_id)
     applied = sum(len(items) for items in outcome.applied.values())
     return Done(applied, outcome.seconds)
 
 
-def _fast_path(command: Command, settings: Settings, reporter: Reporter) -> Done | None:
-    """Nothing to migrate, as the manifest vouches: ready without importing Django (nor the
-    migration machinery). None when the full path must follow; the reason was logged once
-    (``fast_path_skipped``)."""
-    if not settings.manifest or not command.migrates:
+def _fast_path(mode: Mode, settings: Settings, reporter: Reporter) -> Done | None:
+    """Nothing to migrate (``auto``) or nothing missing (``wait``), as the manifest vouches:
+    ready without importing Django (nor the migration machinery). None when the full path must
+    follow; the reason was logged once (``fast_path_skipped``)."""
+    if not settings.manifest or mode not in (Mode.MIGRATE, Mode.AWAIT):
         return None
     from entrypoint.fastpath.check import check
 
+    waiting = mode is Mode.AWAIT
     started = time.monotonic()
-    verdict = check(settings)
+    verdict = check(settings, waiting=waiting)
     seconds = round(time.monotonic() - started, 4)
     if not verdict.nothing_to_do:
         reporter.event(
@@ -155,7 +197,10 @@ def _fast_path(command: Command, settings: Settings, reporter: Reporter) -> Done
         return None
     reporter.run_info(settings.release, django_version=verdict.django_version or "unknown")
     for alias in verdict.databases:
-        reporter.event("nothing_to_migrate", database=alias, fast_path=True)
+        if waiting:
+            reporter.event("migrations_present", database=alias, needed=0, fast_path=True)
+        else:
+            reporter.event("nothing_to_migrate", database=alias, fast_path=True)
     return Done(0, seconds, fast_path=True, files=verdict.files)
 
 
@@ -168,4 +213,4 @@ def _close_connections() -> None:
         close_connections()
 
 
-__all__ = ["Command", "Done", "execute"]
+__all__ = ["Command", "Done", "Mode", "execute"]

@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -313,16 +313,33 @@ def _run(
     )
 
 
-def _manifest_container(path: Path, *, init: bool = False) -> tuple[list[str], dict[str, str]]:
-    """The first (init) container of a Kubernetes manifest's workload: its command and args,
-    and its plain environment values."""
-    for doc in yaml.safe_load_all(path.read_text()):
-        if doc and doc["kind"] in {"Deployment", "Job"}:
-            spec = doc["spec"]["template"]["spec"]
+def _overlay_container(
+    overlay: str, kind: str = "Deployment", *, init: bool = False
+) -> tuple[list[str], dict[str, str]]:
+    """The first (init) container of the workload of ``kind`` that a Kubernetes overlay
+    renders (``kubectl kustomize``): its command and args (empty: the image's own), and its
+    plain environment values (the Secret's and the ConfigMap's are the test's to give)."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        unavailable(PARTS["kubectl"], "no kubectl on PATH")
+    done = subprocess.run(
+        [kubectl, "kustomize", str(K8S / "overlays" / overlay)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    for doc in yaml.safe_load_all(done.stdout):
+        if doc and doc["kind"] == kind:
+            spec = (
+                doc["spec"]["template"]["spec"]
+                if kind != "CronJob"
+                else (doc["spec"]["jobTemplate"]["spec"]["template"]["spec"])
+            )
             container = spec["initContainers" if init else "containers"][0]
             env = {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
             return [*container.get("command", []), *container.get("args", [])], env
-    msg = f"no workload in {path}"
+    msg = f"no {kind} in overlay {overlay}"
     raise AssertionError(msg)
 
 
@@ -509,18 +526,19 @@ def test_docker_stop_while_waiting_for_the_database_exits_143(
     assert lines[-1] == "django-entrypoint: error: stopped by SIGTERM before the app server started"
 
 
-def test_kubernetes_manifests_commands_work_in_the_image(
+@pytest.mark.kubectl
+def test_kubernetes_overlays_commands_work_in_the_image(
     docker: Docker, image: str, pg_db: PgDatabase, containers: list[str]
 ) -> None:
-    """The manifests' commands, run in the image as the manifests run them: the pre-deploy Job
-    migrates a fresh database and exits 0 (its audit row says pre-deploy), the post-deploy Job
-    then has nothing left and exits 0; the native sidecar turns /readyz 200 and keeps serving it,
-    the app container started with the sidecar manifest's command and args serves the app, and
-    docker stop ends both with 0."""
+    """The overlays' commands, run in the image as the rendered objects run them: the
+    pre-deploy Job migrates a fresh database and exits 0 (its audit row says pre-deploy), the
+    post-deploy Job then has nothing left and exits 0; the native sidecar turns /readyz 200 and
+    keeps serving it, the app container started with the sidecar overlay's command and args
+    serves the app, and docker stop ends both with 0."""
     run = uuid.uuid4().hex[:8]
     url = _database_url(pg_db)
     for phase in ("pre-deploy", "post-deploy"):
-        command, env = _manifest_container(K8S / f"job-{phase}.yaml")
+        command, env = _overlay_container(phase, "Job")
         assert env["ENTRYPOINT_PHASE"] == phase
         name = f"ep-test-{run}-{phase}"
         containers.append(name)
@@ -543,7 +561,7 @@ def test_kubernetes_manifests_commands_work_in_the_image(
     sidecar = Replica(f"ep-test-{run}-sidecar", 0, free_port(), run)
     app = Replica(f"ep-test-{run}-app", free_port(), 0, run)
     containers.extend([sidecar.name, app.name])
-    command, env = _manifest_container(K8S / "deployment-sidecar.yaml", init=True)
+    command, env = _overlay_container("sidecar", init=True)
     assert command == ["django-entrypoint", "sidecar"]
     env.update(
         DATABASE_URL=url, ENTRYPOINT_RELEASE=run, ENTRYPOINT_HEALTH_PORT=str(sidecar.health_port)
@@ -555,7 +573,7 @@ def test_kubernetes_manifests_commands_work_in_the_image(
     status, body = sidecar.get(sidecar.health_port, "/readyz")
     assert status == 200, (body, docker.logs(sidecar.name)[-3000:])
 
-    command, env = _manifest_container(K8S / "deployment-sidecar.yaml")
+    command, env = _overlay_container("sidecar")
     _run(docker, image, app.name, {**env, "DATABASE_URL": url, "PORT": str(app.app_port)}, command)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and app.get(app.app_port, "/")[0] != 200:
@@ -567,3 +585,83 @@ def test_kubernetes_manifests_commands_work_in_the_image(
     for name in (app.name, sidecar.name):
         docker("stop", "--time", "30", name)
         assert docker.inspect(name, "{{.State.ExitCode}}") == "0", docker.logs(name)[-3000:]
+
+
+@pytest.mark.kubectl
+def test_wait_job_overlay_pods_wait_for_the_job_in_the_image(
+    docker: Docker, image: str, pg_factory: Any, containers: list[str]
+) -> None:
+    """The wait-job overlay in the image, on a fresh database: its web container (the image's
+    entrypoint in wait mode) and its cron pod's `wait-migrated` init container wait, 503
+    waiting_for_migrations, while nothing is migrated; the overlay's Job then migrates and
+    exits 0, the web container turns /readyz 200 and serves the app, `wait-migrated` exits 0
+    and the cron container after it runs its command with 0; the Job's run is the only one in
+    the audit trail."""
+    pg = pg_factory()
+    run = uuid.uuid4().hex[:8]
+    url = _database_url(pg)
+    web = Replica(f"ep-test-{run}-waitweb", free_port(), free_port(), run)
+    cron = f"ep-test-{run}-waitcron"
+    job = f"ep-test-{run}-job"
+    containers.extend([web.name, cron, job])
+    command, env = _overlay_container("wait-job")
+    assert command == []
+    assert env["ENTRYPOINT_MIGRATE"] == "wait"
+    env.update(
+        DATABASE_URL=url,
+        ENTRYPOINT_RELEASE=run,
+        PORT=str(web.app_port),
+        ENTRYPOINT_HEALTH_PORT=str(web.health_port),
+        ENTRYPOINT_APP_HEALTH_URL=f"http://127.0.0.1:{web.app_port}/admin/login/",
+        WEB_CONCURRENCY="1",
+    )
+    _run(docker, image, web.name, env)
+    init, init_env = _overlay_container("wait-job", "CronJob", init=True)
+    assert init == ["django-entrypoint", "wait-migrated"]
+    _run(docker, image, cron, {**init_env, "DATABASE_URL": url}, init)
+    deadline = time.monotonic() + 120
+    status, body = 0, ""
+    while time.monotonic() < deadline:
+        status, body = web.get(web.health_port, "/readyz")
+        if status == 503 and json.loads(body)["phase"] == "waiting_for_migrations":
+            break
+        time.sleep(0.3)
+    assert json.loads(body)["phase"] == "waiting_for_migrations", docker.logs(web.name)[-3000:]
+    assert docker.inspect(cron, "{{.State.Running}}") == "true", docker.logs(cron)[-3000:]
+
+    command, env = _overlay_container("wait-job", "Job")
+    _run(
+        docker,
+        image,
+        job,
+        {**env, "DATABASE_URL": url, "ENTRYPOINT_RELEASE": run},
+        command,
+        detach=False,
+    )
+    assert docker.inspect(job, "{{.State.ExitCode}}") == "0", docker.logs(job)[-3000:]
+    _wait_ready(docker, [web])
+    docker("wait", cron, timeout=120)
+    assert docker.inspect(cron, "{{.State.ExitCode}}") == "0", docker.logs(cron)[-3000:]
+    after, _ = _overlay_container("wait-job", "CronJob")
+    done = docker(
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "--read-only",
+        "--tmpfs",
+        "/tmp",
+        "--env",
+        f"DATABASE_URL={url}",
+        "--entrypoint",
+        after[0],
+        image,
+        *after[1:],
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = pg.query("SELECT release_label, status FROM entrypoint_migration_run")
+    assert runs == [(run, "succeeded")]
+    docker("stop", "--time", "30", web.name)
+    assert docker.inspect(web.name, "{{.State.ExitCode}}") == "0", docker.logs(web.name)[-3000:]

