@@ -13,7 +13,7 @@ one off, and 500 junk or oversized heads spread over the phase); then with twice
 bound of slowloris connections, so that every newcomer closes the oldest. Memory is the child's
 VmRSS sampled after each probe and its VmHWM; the connection bound is computed from the
 descriptor limit the child runs with. No database is needed. Targets are printed next to the
-figures and never asserted (the test suite asserts them: tests/test_health_load.py).
+figures and never asserted (the test suite asserts them: tests/e2e/test_health_load.py).
 """
 
 from __future__ import annotations

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, NamedTuple
 
 from entrypoint.audit.retention import Retention
 from entrypoint.errors import ConfigError
@@ -159,6 +157,8 @@ def _aliases(value: str) -> tuple[str, ...]:
 
 
 def _http_url(value: str) -> str:
+    from urllib.parse import urlsplit
+
     parts = urlsplit(value.strip())
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         msg = "is not an http(s) URL; use for example http://127.0.0.1:8000/healthz"
@@ -167,6 +167,8 @@ def _http_url(value: str) -> str:
 
 
 def _postgres_url(value: str) -> str:
+    from urllib.parse import urlsplit
+
     parts = urlsplit(value.strip())
     if parts.scheme not in {"postgres", "postgresql"} or not (parts.hostname or parts.query):
         msg = (
@@ -191,8 +193,7 @@ class _Invalid(ValueError):
         self.secret = secret
 
 
-@dataclass(frozen=True)
-class Option:
+class Option(NamedTuple):
     """One setting: its variable, its flag, how it is parsed, its default, and how ``--help``
     shows it (the value placeholder, and the default in words)."""
 
@@ -471,8 +472,7 @@ OPTIONS: tuple[Option, ...] = (
 OPTIONS_BY_DEST = {option.dest: option for option in OPTIONS}
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(NamedTuple):
     """Validated settings of one invocation."""
 
     settings_module: str | None = None

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from types import FrameType
@@ -95,6 +94,8 @@ def capture_signals(on_signal: Callable[[int], None] | None = None) -> Iterator[
         if isinstance(info.exc_value, Stop):
             if isinstance(info.exc_value, SignalStop):
                 stopping.clear()
+            import threading
+
             timer = threading.Timer(REDELIVER_AFTER, info.exc_value.deliver_again)
             timer.daemon = True
             timer.start()

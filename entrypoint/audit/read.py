@@ -5,7 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from entrypoint.audit.rows import RunRow
+from entrypoint.audit.status import PROGRESS_QUERY, Progress, progress_of
 from entrypoint.audit.table import COLUMNS, TABLE, table_exists
+
+__all__ = ["PROGRESS_QUERY", "Progress", "last_status", "progress_of", "read_runs"]
 
 
 def read_runs(alias: str, limit: int | None = None) -> list[RunRow]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -56,6 +56,10 @@ class Recording:
     clock: Callable[[], float] = time.monotonic
     now: Callable[[], datetime] = utc_now
     planned: list[Node] = field(default_factory=list)
+    #: Which planned migrations run in one transaction (from :meth:`begin`).
+    atomic: dict[Node, bool] = field(default_factory=dict)
+    #: Whether ``current`` has started, or is only named ahead (see :meth:`begin`).
+    current_started: bool = False
     steps: list[Step] = field(default_factory=list)
     current: Node | None = None
     current_atomic: bool | None = None
@@ -79,16 +83,40 @@ class Recording:
         """What this run has applied (or unapplied) so far, in order."""
         return [step.node for step in self.steps]
 
-    def begin(self, planned: Sequence[Node]) -> None:
-        """Write the ``running`` row, with the plan, before the first migration starts."""
+    def begin(self, planned: Sequence[Node], atomic: Mapping[Node, bool] | None = None) -> None:
+        """Write the ``running`` row, with the plan, before the first migration starts.
+
+        ``atomic`` says which planned migrations run in one transaction: the row then names
+        such a migration as in progress from the write that ends the one before it (or from this
+        one), so each costs one write instead of two. A crash just before it starts leaves it
+        named, atomic, which is as true as "between migrations": nothing of it is applied. A
+        migration that is not atomic is named only once it starts, by a write of its own.
+        """
         from django.db import DatabaseError
 
         self.planned = list(planned)
+        self.atomic = dict(atomic or {})
+        self._foresee(self.planned[0] if self.planned else None)
         try:
             self._insert(Status.RUNNING)
         except DatabaseError as exc:
             raise audit_failed(self.alias, "write", exc) from exc
         self.begun = True
+
+    def _foresee(self, node: Node | None) -> None:
+        """Name ``node`` as in progress in the next write, when it is known to be atomic."""
+        if node is not None and self.atomic.get(node) is True:
+            self.current, self.current_atomic = node, True
+        else:
+            self.current, self.current_atomic = None, None
+        self.current_started = False
+
+    def _next_planned(self, node: Node) -> Node | None:
+        try:
+            index = self.planned.index(node)
+        except ValueError:
+            return None
+        return self.planned[index + 1] if index + 1 < len(self.planned) else None
 
     @property
     def report(self) -> Report:
@@ -108,13 +136,19 @@ class Recording:
 
     def _record(self, event: Event) -> None:
         if isinstance(event, events.Started | events.UnapplyStarted):
-            self.current = (event.app, event.migration)
+            node = (event.app, event.migration)
+            foreseen = self.current == node and self.current_atomic == event.atomic
+            self.current = node
             self.current_atomic = event.atomic
             self.current_partial = None
-            self._update(current=True)
+            self.current_started = True
+            if not foreseen or isinstance(event, events.UnapplyStarted):
+                self._update(current=True)
         elif isinstance(event, events.Succeeded | events.Unapplied):
+            node = (event.app, event.migration)
             self.steps.append(Step(event.app, event.migration, round(event.seconds * 1000)))
-            self.current, self.current_atomic = None, None
+            following = self._next_planned(node) if isinstance(event, events.Succeeded) else None
+            self._foresee(following)
             self._update(current=True)
         elif isinstance(event, events.Failed) and event.partial is False:
             # Without transactional DDL: nothing of it was written before the error, so
@@ -129,7 +163,8 @@ class Recording:
         if self.finished:
             return
         self.finished = True
-        if status is Status.SUCCEEDED:
+        if status is Status.SUCCEEDED or not self.current_started:
+            # Named ahead but never started: the run ended between two migrations.
             self.current, self.current_atomic = None, None
         try:
             connection = usable_connection(self.alias, fresh=status is not Status.SUCCEEDED)

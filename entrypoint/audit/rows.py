@@ -1,41 +1,20 @@
-"""Typed rows of the audit trail: a run's :class:`Status` and :class:`Kind`, its steps, and the
-row as read back. Pure and free of Django, so that the no-op fast path can use the statuses.
+"""Typed rows of the audit trail: a run's steps and the row as read back, with its
+:class:`Status` and :class:`Kind` (from :mod:`.status`). Pure and free of Django.
 """
 
 from __future__ import annotations
 
-import enum
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from entrypoint.audit.status import UNFINISHED, Kind, Status
 from entrypoint.audit.table import COLUMNS, Dialect
 from entrypoint.plan.types import Node, dotted
 
-
-class Status(enum.StrEnum):
-    """How a run stands in the audit trail."""
-
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    INTERRUPTED = "interrupted"
-    ROLLED_BACK = "rolled_back"
-
-
-class Kind(enum.StrEnum):
-    """What a run did: migrate, or roll back an earlier run."""
-
-    MIGRATE = "migrate"
-    ROLLBACK = "rollback"
-
-
-#: How a run ends before Django's post-migrate work (content types, permissions) was done; a run
-#: still ``running`` under the lock is one whose holder died (or, with the lock off, one that may
-#: still be at it: running Django's migrate once more is harmless then).
-UNFINISHED = frozenset({Status.INTERRUPTED, Status.FAILED, Status.RUNNING})
+__all__ = ["UNFINISHED", "Kind", "RunRow", "Status", "Step", "dumps_json", "iso_utc"]
 
 
 def _node(text: str | None) -> Node | None:

@@ -13,11 +13,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from entrypoint.audit.status import TABLE
 from entrypoint.db.reasons import first_line
 from entrypoint.errors import MigrationFailed
 
-TABLE = "entrypoint_migration_run"
-
+__all__ = [
+    "COLUMNS",
+    "TABLE",
+    "Dialect",
+    "create_table_sql",
+    "dialect",
+    "ensure_table",
+    "table_exists",
+    "utc_now",
+]
 
 # Column order of every SELECT; RunRow.from_row reads them in this order.
 COLUMNS = (

@@ -3,13 +3,16 @@ what comes back to :mod:`.render`, return the exit code."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from entrypoint.config import Settings
 from entrypoint.errors import EX_CHECK_FAILED, ConfigError, Interrupted
 from entrypoint.pipeline.report import Reporter, configure_logging, new_run_id
+
+if TYPE_CHECKING:
+    import argparse
 
 
 def pipeline(args: argparse.Namespace, settings: Settings) -> int:

@@ -7,17 +7,15 @@ Nothing here prints or logs a password: :attr:`Target.display` is ``vendor://use
 from __future__ import annotations
 
 import os
-import socket
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 from entrypoint.db.reasons import first_line
 from entrypoint.errors import ConfigError
 from entrypoint.log import register_secret
 
 
-@dataclass(frozen=True)
-class Target:
+class Target(NamedTuple):
     """One database alias to wait for, lock and migrate."""
 
     alias: str
@@ -101,6 +99,8 @@ def application_name(run_id: str, role: str | None = None) -> str:
     """The ``application_name`` of a run's connection: run, role, pid and host, at most 63
     bytes. The lock connection has no role word; Django's migration connection says
     ``migrate``. Every one starts ``django-entrypoint run=<id> `` (fencing looks for that)."""
+    import socket
+
     words = ["django-entrypoint", f"run={run_id}", *([role] if role else [])]
     words += [f"pid={os.getpid()}", f"host={socket.gethostname()}"]
     return " ".join(words).encode()[:63].decode("utf-8", "ignore")
@@ -165,7 +165,6 @@ def route_directly(requested: tuple[str, ...], url: str) -> str:
     exactly one PostgreSQL alias."""
     from django.conf import settings
     from django.db import connections
-    from psycopg.conninfo import conninfo_to_dict
 
     aliases = list(settings.DATABASES) if requested == ("all",) else list(requested)
     postgres = [
@@ -180,14 +179,26 @@ def route_directly(requested: tuple[str, ...], url: str) -> str:
         )
         raise ConfigError(msg)
     alias = postgres[0]
-    params: dict[str, Any] = dict(conninfo_to_dict(url))
-    register_secret(params.get("password"))
     # The connection's settings are the handler's own dict: a connection opened later for the
     # audit trail reads the same direct route.
     entry = connections[alias].settings_dict
+    entry.update(direct_entry(entry, url))
+    return alias
+
+
+def direct_entry(entry: Mapping[str, Any], url: str) -> dict[str, Any]:
+    """The ``DATABASES`` entry ``entry`` with the connection of ``url`` in its place (database,
+    host, port, user, password; the URL's other parameters join its OPTIONS): the route that
+    ``ENTRYPOINT_DIRECT_DATABASE_URL`` gives the run, which a lock taken before Django is set up
+    takes as well, so that both derive one lock key from one database."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    params: dict[str, Any] = dict(conninfo_to_dict(url))
+    register_secret(params.get("password"))
+    routed = dict(entry)
     names = {"dbname": "NAME", "host": "HOST", "port": "PORT", "user": "USER"}
     for key, name in {**names, "password": "PASSWORD"}.items():
         if key in params:
-            entry[name] = str(params.pop(key))
-    entry["OPTIONS"] = {**(entry.get("OPTIONS") or {}), **params}
-    return alias
+            routed[name] = str(params.pop(key))
+    routed["OPTIONS"] = {**(entry.get("OPTIONS") or {}), **params}
+    return routed

@@ -7,13 +7,15 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import tenacity
+from typing import TYPE_CHECKING
 
 from entrypoint.db.params import mysql_params, postgres_params
 from entrypoint.db.reasons import connect_error_reason, first_line, mysql_reason
 from entrypoint.db.targets import Target
 from entrypoint.errors import DatabaseUnavailable
+
+if TYPE_CHECKING:
+    import tenacity
 
 # The back-off starts small so that a database that comes up is seen within a fraction of a
 # second, and is capped at half a second: an attempt against a refused port costs nothing.
@@ -157,6 +159,8 @@ def wait_for(
     One deadline covers all targets. Raises DatabaseUnavailable (exit 69) on a permanent error
     or when the deadline passes.
     """
+    import tenacity  # here: a start whose databases answered already does not pay for it
+
     start = clock()
     waited: dict[str, float] = {}
     for target in targets:
@@ -202,6 +206,7 @@ def wait_for(
 
 def _stop_at(deadline: float, clock: Callable[[], float]) -> tenacity.stop.stop_base:
     """Stop retrying when the next attempt would begin after the deadline."""
+    import tenacity
 
     class _Deadline(tenacity.stop.stop_base):
         def __call__(self, retry_state: tenacity.RetryCallState) -> bool:

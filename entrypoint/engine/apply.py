@@ -19,10 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import tenacity
-
 from entrypoint.audit.table import TABLE as AUDIT_TABLE
-from entrypoint.db.cancel import cancel_on_signal
 from entrypoint.db.reasons import first_line
 from entrypoint.engine import events
 from entrypoint.engine.ddl import (
@@ -72,6 +69,7 @@ def apply(
     run_checks: bool = True,
     confirm: Callable[[], None] | None = None,
     session: Scoped | None = None,
+    glance: Callable[[], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> list[Applied]:
@@ -82,8 +80,11 @@ def apply(
     timeout and left nothing behind (atomic, so rolled back whole, or on MySQL/MariaDB failed
     before any statement of its own changed something) is retried up to ``retries`` times with
     back-off. ``confirm`` (the fence's check that the lock is still held, raising
-    :class:`~entrypoint.locks.base.Lost`) is called before each migration starts and before
-    each is recorded in ``django_migrations``, inside its transaction when it has one.
+    :class:`~entrypoint.locks.base.Lost`) is called before each migration is recorded in
+    ``django_migrations``, inside its transaction when it has one;
+    ``glance`` (the fence's look at the lock connection, without a round trip unless something
+    arrived there) before each migration starts and before each statement, ``confirm`` itself
+    when ``glance`` is not given.
     ``session`` gives each migration's statements their settings, scoped to the migration
     (:mod:`.session`).
 
@@ -103,6 +104,7 @@ def apply(
                 run_checks=run_checks,
                 confirm=confirm,
                 session=session,
+                glance=glance,
                 clock=clock,
             )
 
@@ -123,13 +125,17 @@ def with_retries(
     doubling up to :data:`RETRY_MAX_DELAY`), while it fails on the DDL lock timeout having left
     nothing behind (``state.failed_atomic``). Each retry is reported as an
     :class:`~entrypoint.engine.events.Retried` event before the back-off."""
+    if retries <= 0:
+        attempt()
+        return
+    import tenacity
 
     def safe_to_retry(exc: BaseException) -> bool:
         # Only a lock timeout that left nothing behind: rolled back whole, or on a database
         # without transactional DDL failed before any statement of its own changed something.
         return isinstance(exc, MigrationFailed) and exc.lock_timeout and state.failed_atomic
 
-    def before_retry(retry: tenacity.RetryCallState) -> None:
+    def before_retry(retry: Any) -> None:
         app, name = state.failed or ("", "")
         on_event(
             events.Retried(
@@ -167,6 +173,7 @@ def _apply_once(
     run_checks: bool,
     confirm: Callable[[], None] | None,
     session: Scoped | None,
+    glance: Callable[[], None] | None,
     clock: Callable[[], float],
 ) -> None:
     from django.core.management import call_command
@@ -181,7 +188,7 @@ def _apply_once(
         ) -> None:
             if action == "apply_start":
                 confirm_lock(
-                    confirm,
+                    glance or confirm,
                     alias,
                     f"before {migration.app_label}.{migration.name} started; nothing of it ran",
                 )
@@ -210,6 +217,8 @@ def _apply_once(
                     events.Succeeded(alias, done.app, done.name, seconds=round(done.seconds, 4))
                 )
 
+    from entrypoint.db.cancel import cancel_on_signal
+
     command = Command(stdout=io.StringIO(), stderr=io.StringIO())
     args = list(target) if target is not None else []
     state.current = state.failed = None
@@ -218,7 +227,7 @@ def _apply_once(
         with (
             cancel_on_signal(alias),
             connections[alias].execute_wrapper(writes),
-            fenced(alias, confirm, lambda: state.current),
+            fenced(alias, confirm, lambda: state.current, glance=glance),
             _scoped(alias, session),
         ):
             call_command(
@@ -307,17 +316,19 @@ def confirm_lock(confirm: Callable[[], None] | None, alias: str, where: str) -> 
 
 
 class _Fenced:
-    """An ``execute_wrapper`` that runs the fence's check before each statement of a migration,
-    and the recorder hooks that word where a loss stopped it."""
+    """An ``execute_wrapper`` that runs the fence's look at the lock before each statement of a
+    migration, and the recorder hooks that run its full check and word where a loss stopped it."""
 
     def __init__(
         self,
         alias: str,
         confirm: Callable[[], None],
         current: Callable[[], Node | None] = lambda: None,
+        glance: Callable[[], None] | None = None,
     ) -> None:
         self.alias = alias
         self.confirm = confirm
+        self.glance = glance or confirm
         self.current = current
         # Set for the one INSERT/DELETE that records changes already committed.
         self.record_committed = False
@@ -325,11 +336,11 @@ class _Fenced:
     def __call__(
         self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any
     ) -> Any:
-        """Check the lock, then run the statement (the audit trail's own writes go through)."""
+        """Look at the lock, then run the statement (the audit trail's own writes go through)."""
         if self.record_committed:
             self.record_committed = False
         elif AUDIT_TABLE not in str(sql):
-            confirm_lock(self.confirm, self.alias, self._where())
+            confirm_lock(self.glance, self.alias, self._where())
         return execute(sql, params, many, context)
 
     def _where(self) -> str:
@@ -366,11 +377,14 @@ def fenced(
     alias: str,
     confirm: Callable[[], None] | None,
     current: Callable[[], Node | None] = lambda: None,
+    *,
+    glance: Callable[[], None] | None = None,
 ) -> Iterator[None]:
-    """Inside the block, the fence's check runs before each statement Django runs on ``alias``
-    and before each row its recorder writes or deletes in ``django_migrations``: a lost lock
-    stops the migration before its next change, rolls back a transaction that is still open,
-    and never records a migration whose transaction did not commit."""
+    """Inside the block, the fence's look at the lock (``glance``, else ``confirm``) runs
+    before each statement Django runs on ``alias``, and its full check (``confirm``) before each
+    row its recorder writes or deletes in ``django_migrations``: a lost lock stops the migration
+    before its next change, rolls back a transaction that is still open, and never records a
+    migration whose transaction did not commit."""
     if confirm is None:
         yield
         return
@@ -379,7 +393,7 @@ def fenced(
     from django.db.models.signals import pre_delete, pre_save
 
     model = MigrationRecorder.Migration
-    fence = _Fenced(alias, confirm, current)
+    fence = _Fenced(alias, confirm, current, glance)
     uid = f"entrypoint-fence-{alias}"
     pre_save.connect(fence.before_record, sender=model, weak=False, dispatch_uid=uid)
     pre_delete.connect(fence.before_record, sender=model, weak=False, dispatch_uid=uid)

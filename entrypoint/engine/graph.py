@@ -68,6 +68,18 @@ def pending(executor: Any) -> list[Any]:
     return [migration for migration, backwards in executor.migration_plan(targets) if not backwards]
 
 
+def atomicity(executor: Any, plan: list[Node]) -> dict[Node, bool]:
+    """Whether each planned migration runs in one transaction there: atomic, on a database
+    whose DDL rolls back (as the engine judges it when the migration starts)."""
+    rolls_back = bool(executor.connection.features.can_rollback_ddl)
+    nodes = executor.loader.graph.nodes
+    return {
+        key: rolls_back and bool(getattr(nodes[key], "atomic", True))
+        for key in plan
+        if key in nodes
+    }
+
+
 def check_history(alias: str, executor: Any) -> None:
     """Refuse a history with a migration applied before its dependency, as Django's migrate does
     before it plans: MigrationFailed (exit 70) naming both."""

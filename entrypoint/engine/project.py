@@ -10,7 +10,7 @@ import sys
 from entrypoint.db.reasons import first_line
 from entrypoint.db.targets import missing_driver
 from entrypoint.errors import ConfigError
-from entrypoint.log import get_logger
+from entrypoint.log import get_logger, route_driver_logs
 
 
 def setup_django(settings_module: str | None) -> None:
@@ -43,6 +43,7 @@ def setup_django(settings_module: str | None) -> None:
         raise ConfigError(msg) from exc
     import django
 
+    route_driver_logs()
     try:
         django.setup()
     except Exception as exc:

@@ -5,9 +5,9 @@ each; the hash only when the modification time moved).
 
 from __future__ import annotations
 
-import hashlib
 import os
 
+from entrypoint import digest
 from entrypoint.fastpath.records import FileRecord, Manifest
 from entrypoint.fastpath.verdict import Doubt
 
@@ -21,7 +21,7 @@ def file_record(path: str) -> FileRecord:
 def sha256_of(path: str) -> str:
     """The hex SHA-256 of a file's content."""
     with open(path, "rb") as handle:
-        return hashlib.sha256(handle.read()).hexdigest()
+        return digest.hexdigest(handle.read())
 
 
 def listing(directory: str) -> tuple[str, ...]:
@@ -33,11 +33,15 @@ def listing(directory: str) -> tuple[str, ...]:
     return tuple(sorted(name for name in os.listdir(directory) if name[:1] not in "_~."))
 
 
-def check_files(manifest: Manifest) -> int:
+def check_files(manifest: Manifest, *, other_host: bool = False) -> int:
     """Raise Doubt unless every file and directory is as it was; return how many were checked.
 
     A file whose size and modification time (to the nanosecond) are unchanged is taken as
-    unchanged; one whose modification time moved (a checkout, a copy) is hashed.
+    unchanged; one whose modification time moved (a checkout, a copy) is hashed. For a manifest
+    another host may have written (``other_host``: the one kept in the database), a modification
+    time vouches only when it is one of a kind: one shared by several files, or without a
+    fraction of a second, is what builds that set every file's time alike look like, and the
+    file is hashed.
     """
     for package in manifest.packages:
         for directory, entries in package.listings:
@@ -59,19 +63,38 @@ def check_files(manifest: Manifest) -> int:
         if os.path.exists(path):
             msg = f"{path} appeared since the manifest was written"
             raise Doubt(msg)
-    for record in (*(p.init for p in manifest.packages), *(m.file for m in manifest.migrations)):
-        _check_file(record)
+    records = (
+        *(p.init for p in manifest.packages),
+        *(m.file for m in manifest.migrations),
+        *manifest.files,
+    )
+    vague = vague_times(records) if other_host else frozenset()
+    for record in records:
+        _check_file(record, record.mtime_ns in vague)
     return manifest.file_count
 
 
-def _check_file(record: FileRecord) -> None:
+def vague_times(records: tuple[FileRecord, ...]) -> frozenset[int]:
+    """Modification times that say nothing of a file's content: shared by several files, or a
+    whole number of seconds."""
+    seen: set[int] = set()
+    vague: set[int] = set()
+    for record in records:
+        mtime = record.mtime_ns
+        if mtime in seen or mtime % 1_000_000_000 == 0:
+            vague.add(mtime)
+        seen.add(mtime)
+    return frozenset(vague)
+
+
+def _check_file(record: FileRecord, vague: bool = False) -> None:
     try:
         stat = os.stat(record.path)
     except (OSError, ValueError) as exc:  # ValueError: a path with a NUL byte
         reason = getattr(exc, "strerror", None) or exc
         msg = f"{record.path} is gone since the manifest was written ({reason})"
         raise Doubt(msg) from exc
-    if stat.st_size == record.size and stat.st_mtime_ns == record.mtime_ns:
+    if stat.st_size == record.size and stat.st_mtime_ns == record.mtime_ns and not vague:
         return
     try:
         same = stat.st_size == record.size and sha256_of(record.path) == record.sha256

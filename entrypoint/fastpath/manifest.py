@@ -37,20 +37,31 @@ from entrypoint.plan.types import Node
 FORMAT = "django-entrypoint-manifest"
 
 
-VERSION = 1
+VERSION = 2
 
 
-def build(settings_module: str) -> Manifest:
-    """The manifest of the project Django is set up with (reads the disk, never a database)."""
+def build(settings_module: str, loader: Any = None) -> Manifest:
+    """The manifest of the project Django is set up with (reads the disk, never a database).
+
+    The graph is the one ``migrate`` loads (its loader refuses what ``migrate`` refuses), and
+    every app is looked at as that loader looks at it: an app whose ``MIGRATION_MODULES`` entry
+    is None, whose ``migrations`` module is missing, is a plain module (no ``__path__``, as
+    django-prometheus's metrics module ``migrations.py``) or a namespace package (a directory
+    without ``__init__``) has no migrations, and the manifest records what would change that.
+    ``loader``, one Django built already for ``migrate``, is used when its graph is the one
+    written here (no squash partly applied where it read the history).
+    """
     from django import get_version
-    from django.apps import apps
     from django.conf import settings
     from django.db import connections
     from django.db.migrations.loader import MigrationLoader
 
     # Without a connection every squash counts as not applied, so the graph is the one the
     # loader builds whenever all or none of each squash is applied: the only states checked.
-    loader = MigrationLoader(None, ignore_no_migrations=True)
+    # A loader that read a history where a squash is partly applied has the replaced nodes in
+    # its stead: not that graph.
+    if loader is None or any(key not in loader.graph.node_map for key in loader.replacements):
+        loader = MigrationLoader(None, ignore_no_migrations=False)
     migrations = []
     for (app, name), migration in loader.disk_migrations.items():
         module = sys.modules[type(migration).__module__]
@@ -58,24 +69,7 @@ def build(settings_module: str) -> Manifest:
         node = loader.graph.node_map.get((app, name))
         parents = None if node is None else tuple(sorted(p.key for p in node.parents))
         migrations.append(MigrationRecord(app, name, _module_file(module), replaces, parents))
-    packages = []
-    absent: list[str] = []
-    for app_config in apps.get_app_configs():
-        module_name, _explicit = MigrationLoader.migrations_module(app_config.label)
-        if module_name is None:
-            continue
-        if app_config.label in loader.migrated_apps:
-            package = sys.modules[module_name]
-            directories = [os.path.abspath(p) for p in package.__path__]
-            packages.append(
-                Package(
-                    app_config.label,
-                    _module_file(package),
-                    tuple((d, listing(d)) for d in directories),
-                )
-            )
-        else:
-            absent.extend(_would_be_package(module_name))
+    packages, files, absent = _apps(loader)
     databases = {}
     for alias in connections:
         entry = connections.settings[alias]
@@ -93,9 +87,110 @@ def build(settings_module: str) -> Manifest:
         databases=databases,
         migrations=tuple(migrations),
         packages=tuple(packages),
-        absent=tuple(absent),
+        absent=tuple(dict.fromkeys(absent)),
         django_version=get_version(),
+        files=tuple({record.path: record for record in files}.values()),
+        swappable=_swappable(),
     )
+
+
+def _apps(loader: Any) -> tuple[list[Package], list[FileRecord], list[str]]:
+    """Per app: its migrations package, or what keeps it without one; and its config's file."""
+    from django.apps import apps
+
+    packages: list[Package] = []
+    files: list[FileRecord] = []
+    absent: list[str] = []
+    for app_config in apps.get_app_configs():
+        config_files, config_absent = _config_files(app_config)
+        files += config_files
+        absent += config_absent
+        module_name, _explicit = loader.migrations_module(app_config.label)
+        if module_name is None:  # MIGRATION_MODULES says None: nothing on disk decides it
+            continue
+        if app_config.label in loader.migrated_apps:
+            package = sys.modules[module_name]
+            directories = [os.path.abspath(p) for p in package.__path__]
+            packages.append(
+                Package(
+                    app_config.label,
+                    _module_file(package),
+                    tuple((d, listing(d)) for d in directories),
+                )
+            )
+            continue
+        module_file, candidates = _unmigrated(module_name)
+        if module_file is not None:
+            files.append(module_file)
+        absent += candidates
+    return packages, files, absent
+
+
+def _config_files(app_config: Any) -> tuple[list[FileRecord], list[str]]:
+    """The files that decide an app's label and name: the module of its ``AppConfig`` and the
+    app's ``apps`` submodule, or where that submodule would appear."""
+    files = []
+    config_module = sys.modules.get(type(app_config).__module__)
+    if config_module is not None and config_module.__name__ != "django.apps.config":
+        path = getattr(config_module, "__file__", None)
+        if path:
+            files.append(file_record(path))
+    absent = []
+    base = os.path.join(os.path.abspath(app_config.path), "apps")
+    for candidate in (f"{base}.py", os.path.join(base, "__init__.py")):
+        if os.path.isfile(candidate):
+            files.append(file_record(candidate))
+        else:
+            absent.append(candidate)
+    return files, absent
+
+
+def _unmigrated(module_name: str) -> tuple[FileRecord | None, list[str]]:
+    """An app without a migrations package: the plain module standing in its place, if any,
+    and every file whose appearance could turn ``module_name`` into a package or a module."""
+    from importlib.machinery import all_suffixes
+    from importlib.util import find_spec
+
+    parent, _, last = module_name.rpartition(".")
+    try:
+        spec = find_spec(parent) if parent else None
+        found = find_spec(module_name)
+    except (ImportError, ValueError):
+        return None, []
+    if parent:
+        locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    else:
+        locations = [p or os.getcwd() for p in sys.path if os.path.isdir(p or os.getcwd())]
+    module_file = None
+    origin = getattr(found, "origin", None) if found is not None else None
+    if found is not None and found.submodule_search_locations is None and origin:
+        module_file = file_record(origin)  # a plain module: Django's loader skips the app
+    candidates = []
+    for location in locations:
+        base = os.path.join(os.path.abspath(location), last)
+        for suffix in all_suffixes():
+            candidates += [os.path.join(base, f"__init__{suffix}"), f"{base}{suffix}"]
+    skip = {module_file.path} if module_file is not None else set()
+    return module_file, [path for path in candidates if path not in skip]
+
+
+def _swappable() -> dict[str, str | None]:
+    """Each swappable-model setting with its value, None where the settings module does not
+    set it (the default then stands)."""
+    from django.apps import apps
+    from django.conf import settings
+
+    names = sorted(
+        {
+            str(model._meta.swappable)
+            for model in apps.get_models(include_swapped=True)
+            if model._meta.swappable
+        }
+    )
+    return {
+        name: str(getattr(settings, name)) if settings.is_overridden(name) else None
+        for name in names
+    }
 
 
 def _module_file(module: Any) -> FileRecord:
@@ -104,23 +199,6 @@ def _module_file(module: Any) -> FileRecord:
         msg = f"module {module.__name__} has no file; the manifest needs one per migration"
         raise ValueError(msg)
     return file_record(path)
-
-
-def _would_be_package(module_name: str) -> list[str]:
-    """Files whose appearance would give an unmigrated app a migrations package."""
-    from importlib.util import find_spec
-
-    parent, _, last = module_name.rpartition(".")
-    try:
-        spec = find_spec(parent) if parent else None
-    except (ImportError, ValueError):
-        return []
-    locations = list(spec.submodule_search_locations or []) if spec is not None else []
-    found = []
-    for location in locations:
-        base = os.path.join(os.path.abspath(location), last)
-        found += [os.path.join(base, "__init__.py"), f"{base}.py"]
-    return found
 
 
 def to_json(manifest: Manifest) -> dict[str, Any]:
@@ -143,6 +221,7 @@ def to_json(manifest: Manifest) -> dict[str, Any]:
         "settings": {
             "INSTALLED_APPS": list(manifest.installed_apps),
             "MIGRATION_MODULES": manifest.migration_modules,
+            "swappable": manifest.swappable,
         },
         "databases": manifest.databases,
         "migrations": [
@@ -164,6 +243,7 @@ def to_json(manifest: Manifest) -> dict[str, Any]:
             for p in manifest.packages
         ],
         "absent": list(manifest.absent),
+        "files": [file(record) for record in manifest.files],
     }
 
 
@@ -190,7 +270,16 @@ def freeze(settings_module: str, output: str) -> Written:
     from entrypoint.errors import ConfigError
 
     check_conflicts()
-    built = build(settings_module)
+    try:
+        built = build(settings_module)
+    except ModuleNotFoundError as exc:
+        # The loader migrate uses refuses an explicit MIGRATION_MODULES entry that does not
+        # import: so does freeze, in one line.
+        msg = (
+            f"a migrations module does not import ({exc}); fix MIGRATION_MODULES or the app, "
+            "as migrate needs it too"
+        )
+        raise ConfigError(msg) from exc
     text = dumps(built)
     if output != "-":
         temporary = f"{output}.{os.getpid()}.tmp"
@@ -259,6 +348,10 @@ def from_json(data: Any, path: str = "manifest") -> Manifest:
             ),
             absent=tuple(_str(p) for p in data["absent"]),
             django_version=str(data.get("django_version", "")),
+            files=tuple(_file(f) for f in data["files"]),
+            swappable={
+                _str(k): None if v is None else _str(v) for k, v in settings["swappable"].items()
+            },
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         msg = f"{path} is damaged ({type(exc).__name__}: {exc}); write it again with freeze"

@@ -6,10 +6,11 @@ the latest run in the audit trail ended.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
-from entrypoint.fastpath.verdict import Doubt, Pending
+from entrypoint.fastpath.stored import LOOKUP
+from entrypoint.fastpath.verdict import Doubt, Pending, Unreachable
 from entrypoint.plan.types import Node
 
 # libpq cannot wait less than 2 s; a database that is not up yet is the full path's business.
@@ -26,6 +27,10 @@ class Recorded(NamedTuple):
     nodes: set[Node]
     locked: bool = False
     last_status: str | None = None
+    #: The manifests recorded in the database for the start's settings key, newest first
+    #: (when asked for), and whether the manifest table exists.
+    manifests: tuple[str, ...] = ()
+    manifest_table: bool = True
 
 
 # The latest run's status rides along as one ('', status) row: no app label is empty.
@@ -38,7 +43,7 @@ _LAST_RUN = (
 _NO_AUDIT = "there is no audit table yet (the database was migrated without the entrypoint)"
 
 
-def _recorded(rows: Iterable[tuple[Any, Any]]) -> Recorded:
+def _recorded(rows: Iterable[tuple[Any, ...]]) -> Recorded:
     nodes: set[Node] = set()
     locked, status = False, None
     for app, name in rows:
@@ -66,32 +71,114 @@ _POSTGRES_QUERY = f"""
 """
 
 
-def recorded_postgres(params: Mapping[str, Any], alias: str, lock_name: str | None) -> Recorded:
-    """One query: the applied nodes, the latest run's status, and whether the migration lock
-    named ``lock_name`` is held."""
+def recorded_postgres(
+    params: Mapping[str, Any],
+    alias: str,
+    lock_name: str | None,
+    lookup: str | None = None,
+    reader: Reader | None = None,
+    *,
+    keep: list[Any] | None = None,
+) -> Recorded:
+    """One round trip: the applied nodes, the latest run's status, and whether the migration
+    lock named ``lock_name`` is held; with ``lookup`` (a settings key), the manifests recorded
+    for it too. Through the protocol client of :mod:`entrypoint.db.wire`, or psycopg where that
+    one cannot do what libpq would; or through ``reader``, a connection open already (the
+    lock's, when this process holds the lock). With ``keep``, the protocol client's connection
+    is left open there for the caller (the start's lock may take it over)."""
+    from entrypoint.db import wire
+    from entrypoint.db.advisory import key_halves, lock_key
+
+    high, low = key_halves(lock_key(lock_name or ""))
+    statements: list[tuple[str, tuple[Any, ...]]] = [
+        (_POSTGRES_QUERY, (alias, lock_name is not None, high, low))
+    ]
+    if lookup is not None:
+        statements.append((LOOKUP, (lookup,)))
+    if reader is not None:
+        return _read_through(reader, statements, lookup is not None)
+    try:
+        connection = wire.Connection(params)
+        try:
+            connection.connect()
+            results = connection.run(statements)
+        finally:
+            if keep is not None and not connection.closed:
+                keep.append(connection)
+            else:
+                connection.close()
+    except wire.Unsupported:
+        results = _with_psycopg(params, statements)
+    except wire.ConnectFailed as exc:
+        msg = f"the query failed ({exc})"
+        raise Unreachable(msg) from exc
+    first = results[0]
+    if isinstance(first, wire.ServerError):
+        if first.sqlstate == _UNDEFINED_TABLE:
+            msg = _NO_AUDIT if "entrypoint_migration_run" in first.message else _NO_MIGRATIONS
+            raise Pending(msg)
+        msg = f"the query failed ({first.message})"
+        raise Doubt(msg)
+    texts: tuple[str, ...] = ()
+    table = True
+    if lookup is not None:
+        found = results[1]
+        if isinstance(found, wire.ServerError):
+            if found.sqlstate != _UNDEFINED_TABLE:
+                msg = f"the query failed ({found.message})"
+                raise Doubt(msg)
+            table = False
+        else:
+            texts = tuple(str(row[0]) for row in found)
+    return _recorded(first)._replace(manifests=texts, manifest_table=table)
+
+
+_UNDEFINED_TABLE = "42P01"
+
+#: A read on a connection open already: rows of one query, empty when it failed.
+Reader = Callable[[str, tuple[Any, ...]], list[tuple[Any, ...]]]
+
+
+def _read_through(
+    reader: Reader, statements: list[tuple[str, tuple[Any, ...]]], lookup: bool
+) -> Recorded:
+    """The statements through ``reader``. A failed read gives no rows, which can only make the
+    answer "pending" (every node then looks unapplied, no manifest matches): the full path."""
+    results = [reader(query, args) for query, args in statements]
+    texts = tuple(str(row[0]) for row in results[1]) if lookup else ()
+    return _recorded(results[0])._replace(manifests=texts)
+
+
+def _with_psycopg(
+    params: Mapping[str, Any], statements: list[tuple[str, tuple[Any, ...]]]
+) -> list[Any]:
+    """The statements through psycopg, their results as :meth:`wire.Connection.run` gives
+    them."""
     import psycopg
 
-    from entrypoint.locks.postgres import lock_key
+    from entrypoint.db import wire
+    from entrypoint.log import route_driver_logs
 
-    unsigned = lock_key(lock_name or "") & 0xFFFFFFFFFFFFFFFF
+    route_driver_logs()
+    results: list[Any] = []
     try:
         with psycopg.connect(**params, autocommit=True) as conn:
-            rows = conn.execute(
-                _POSTGRES_QUERY,
-                (alias, lock_name is not None, unsigned >> 32, unsigned & 0xFFFFFFFF),
-            ).fetchall()
-    except psycopg.errors.UndefinedTable as exc:
-        msg = _NO_AUDIT if "entrypoint_migration_run" in str(exc) else _NO_MIGRATIONS
-        raise Pending(msg) from exc
+            for query, args in statements:
+                try:
+                    results.append(conn.execute(query, args).fetchall())
+                except psycopg.errors.UndefinedTable as exc:
+                    results.append(wire.ServerError(_UNDEFINED_TABLE, str(exc)))
     except psycopg.Error as exc:
         from entrypoint.db.reasons import connect_error_reason
 
         msg = f"the query failed ({connect_error_reason(exc)})"
-        raise Doubt(msg) from exc
-    return _recorded(rows)
+        raise Unreachable(msg) from exc
+    return results
 
 
-def recorded_sqlite(entry: Mapping[str, Any], alias: str, lock: bool) -> Recorded:
+def recorded_sqlite(
+    entry: Mapping[str, Any], alias: str, lock: bool, lookup: str | None = None
+) -> Recorded:
     """One query on the SQLite file (read-only), and whether its lock file is locked."""
     import sqlite3
     from urllib.parse import quote
@@ -106,11 +193,19 @@ def recorded_sqlite(entry: Mapping[str, Any], alias: str, lock: bool) -> Recorde
         msg = "the SQLite file does not exist yet"
         raise Pending(msg)
     locked = lock and _flocked(path)
+    texts: tuple[str, ...] = ()
+    table = True
     try:
         conn = sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True, timeout=1.0)
         try:
             sql = f"SELECT app, name FROM django_migrations UNION ALL {_LAST_RUN}"
             rows = conn.execute(sql.replace("%s", "?"), (alias,)).fetchall()
+            if lookup is not None:
+                try:
+                    found = conn.execute(LOOKUP.replace("%s", "?"), (lookup,)).fetchall()
+                    texts = tuple(str(r[0]) for r in found)
+                except sqlite3.OperationalError:
+                    table = False
         finally:
             conn.close()
     except sqlite3.Error as exc:
@@ -119,8 +214,7 @@ def recorded_sqlite(entry: Mapping[str, Any], alias: str, lock: bool) -> Recorde
             raise Pending(msg) from exc
         msg = f"the query failed ({type(exc).__name__}: {exc})"
         raise Doubt(msg) from exc
-    found = _recorded(rows)
-    return found._replace(locked=locked)
+    return _recorded(rows)._replace(locked=locked, manifests=texts, manifest_table=table)
 
 
 # Every row of django_migrations, the latest run's status, and one (NULL, NULL) row when a
@@ -134,9 +228,23 @@ _MYSQL_QUERY = f"""
 """
 
 
-def recorded_mysql(params: Mapping[str, Any], alias: str, lock_name: str | None) -> Recorded:
+def recorded_mysql(
+    params: Mapping[str, Any],
+    alias: str,
+    lock_name: str | None,
+    lookup: str | None = None,
+    reader: Reader | None = None,
+) -> Recorded:
     """One query: the applied nodes, the latest run's status, and whether the ``GET_LOCK`` lock
-    ``lock_name`` is taken."""
+    ``lock_name`` is taken; with ``lookup`` (a settings key), a second one for the manifests
+    recorded for it; through ``reader`` when a connection is open already."""
+    if reader is not None:
+        statements: list[tuple[str, tuple[Any, ...]]] = [
+            (_MYSQL_QUERY, (alias, lock_name is not None, lock_name or ""))
+        ]
+        if lookup is not None:
+            statements.append((LOOKUP, (lookup,)))
+        return _read_through(reader, statements, lookup is not None)
     try:
         import MySQLdb
     except ImportError as exc:
@@ -148,6 +256,16 @@ def recorded_mysql(params: Mapping[str, Any], alias: str, lock_name: str | None)
             cursor = conn.cursor()
             cursor.execute(_MYSQL_QUERY, (alias, lock_name is not None, lock_name or ""))
             rows = cursor.fetchall()
+            texts: tuple[str, ...] = ()
+            table = True
+            if lookup is not None:
+                try:
+                    cursor.execute(LOOKUP, (lookup,))
+                    texts = tuple(str(r[0]) for r in cursor.fetchall())
+                except MySQLdb.Error as exc:
+                    if not exc.args or exc.args[0] != 1146:  # ER_NO_SUCH_TABLE
+                        raise
+                    table = False
         finally:
             conn.close()
     except MySQLdb.Error as exc:
@@ -157,8 +275,8 @@ def recorded_mysql(params: Mapping[str, Any], alias: str, lock_name: str | None)
             raise Pending(msg) from exc
         reason = exc.args[1] if len(exc.args) > 1 else type(exc).__name__
         msg = f"the query failed ({reason})"
-        raise Doubt(msg) from exc
-    return _recorded(rows)
+        raise Unreachable(msg) from exc
+    return _recorded(rows)._replace(manifests=texts, manifest_table=table)
 
 
 def _flocked(database_path: str) -> bool:

@@ -51,6 +51,12 @@ class Manifest(NamedTuple):
     packages: tuple[Package, ...]
     absent: tuple[str, ...]
     django_version: str = ""
+    #: Other files the graph depends on: the modules that define the apps' configs (their
+    #: labels and names), and plain ``migrations`` modules that leave an app unmigrated.
+    files: tuple[FileRecord, ...] = ()
+    #: The swappable-model settings (``AUTH_USER_MODEL``, ...), which decide where a swappable
+    #: dependency points: each one's value, or None when the settings module does not set it.
+    swappable: dict[str, str | None] = {}
 
     @property
     def graph(self) -> dict[Node, tuple[Node, ...]]:
@@ -65,4 +71,4 @@ class Manifest(NamedTuple):
     @property
     def file_count(self) -> int:
         """How many files a check looks at."""
-        return len(self.migrations) + len(self.packages)
+        return len(self.migrations) + len(self.packages) + len(self.files)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from entrypoint.health.state import RunPhase
+from entrypoint.health.phases import RunPhase
 
 if TYPE_CHECKING:
     # The entrypoint itself only starts and feeds the health child: prometheus_client is

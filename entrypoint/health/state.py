@@ -4,7 +4,6 @@ the health child (see :mod:`.process`), and the readiness answer built from it.
 
 from __future__ import annotations
 
-import enum
 import math
 import re
 import threading
@@ -13,24 +12,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from entrypoint.health.phases import RunPhase
+
 if TYPE_CHECKING:
     from entrypoint.health.metrics import HealthMetrics
 
 
 #: Seconds the health child gives its push to the Pushgateway.
 PUSH_TIMEOUT = 5.0
-
-
-class RunPhase(enum.StrEnum):
-    """Where a run is, as ``/readyz`` and the ``entrypoint_phase`` metric report it."""
-
-    WAITING_FOR_DATABASE = "waiting_for_database"
-    WAITING_FOR_LOCK = "waiting_for_lock"
-    #: ``wait`` mode: the database does not hold every migration this code needs yet.
-    WAITING_FOR_MIGRATIONS = "waiting_for_migrations"
-    MIGRATING = "migrating"
-    FAILED = "failed"
-    READY = "ready"
 
 
 _UNSAFE_LABEL_CHARS = re.compile(r"[^\w.\-]")

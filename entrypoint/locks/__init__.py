@@ -1,51 +1,41 @@
-"""Migration locks, one module per backend behind the small interface of :mod:`.base`."""
+"""Migration locks, one module per backend behind the small interface of :mod:`.base`.
+
+The backends are imported when a lock is made: the fast path reads a SQLite lock file's state
+through :mod:`.sqlite` without paying for the others (nor for :mod:`.base`'s machinery).
+"""
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
-from entrypoint.db.params import mysql_params, postgres_params
-from entrypoint.db.targets import Target, application_name
+from entrypoint.db.advisory import lock_key
 from entrypoint.errors import ConfigError
-from entrypoint.locks.base import Backend, Lost, Session, Waiting, acquire
-from entrypoint.locks.mysql import MySQLLock, lock_name, run_marker
-from entrypoint.locks.sqlite import FileLock
 
 if TYPE_CHECKING:
     from entrypoint.config import Settings
+    from entrypoint.db.targets import Target
+    from entrypoint.locks.base import Backend, Session
 
 __all__ = [
-    "Backend",
-    "Lost",
     "NoLock",
     "Polling",
-    "Session",
-    "Waiting",
-    "acquire",
-    "application_name",
     "configured_lock",
     "listener",
     "lock_key",
+    "lock_of_entry",
     "make_lock",
 ]
 
 SUPPORTED = ("postgresql", "sqlite", "mysql")
 
 
-def lock_key(name: str) -> int:
-    """The PostgreSQL advisory lock key of a lock name (see :mod:`.postgres`)."""
-    # psycopg is imported only when a PostgreSQL lock is needed: its import costs a MySQL or
-    # SQLite start about a tenth of a second.
-    from entrypoint.locks import postgres
-
-    return postgres.lock_key(name)
-
-
 class NoLock:
     """No lock: ``ENTRYPOINT_LOCK=off``, or a database only this process can see."""
 
     losable = False
+    held = False
 
     def __init__(self, description: str) -> None:
         self.description = description
@@ -76,6 +66,10 @@ class NoLock:
     def verify(self) -> None:
         """Nothing to lose."""
 
+    def quiet(self) -> bool:
+        """Nothing can arrive."""
+        return True
+
     def run_sessions(self, run_id: str, alias: str) -> list[Session]:
         """Without a lock, no session is looked for."""
         return []
@@ -83,6 +77,10 @@ class NoLock:
     def end_session(self, session: Session) -> str | None:
         """Nothing to end."""
         return None
+
+    def read(self, query: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        """No connection to read through."""
+        return []
 
 
 class Polling(NoLock):
@@ -104,6 +102,8 @@ def listener(target: Target, settings: Settings, run_id: str) -> Backend:
     """
     if target.vendor != "postgresql":
         return Polling(target.display)
+    from entrypoint.db.params import postgres_params
+    from entrypoint.db.targets import application_name
     from entrypoint.locks.postgres import PostgresLock
 
     url = settings.lock_database_url
@@ -129,32 +129,77 @@ def check_supported(target: Target, mode: str) -> None:
 
 
 def make_lock(
-    target: Target, *, mode: str, key_name: str | None, lock_url: str | None, run_id: str
+    target: Target,
+    *,
+    mode: str,
+    key_name: str | None,
+    lock_url: str | None,
+    run_id: str,
+    params: dict[str, Any] | None = None,
 ) -> Backend:
-    """The lock for one target, as configured."""
+    """The lock for one target, as configured. ``params`` are the driver's connection
+    parameters when Django is not set up to give them (:func:`lock_of_entry`)."""
+    from entrypoint.db.targets import application_name
+
     check_supported(target, mode)
     if mode == "off":
         return NoLock(target.display)
     if target.vendor == "sqlite":
+        from entrypoint.locks.sqlite import FileLock
+
         if not target.name or target.name == ":memory:" or "mode=memory" in target.name:
             return NoLock(target.display)
         return FileLock(target.name)
     if target.vendor == "mysql":
+        from entrypoint.db.params import mysql_params
+        from entrypoint.locks.mysql import MySQLLock, lock_name, run_marker
+
         # ENTRYPOINT_LOCK_DATABASE_URL is a PostgreSQL URL; MySQL locks use the alias's settings.
         return MySQLLock(
-            mysql_params(target.alias),
+            params if params is not None else mysql_params(target.alias),
             lock_name(target.name, key_name),
             description=f"database {target.alias!r} ({target.display})",
             marker=run_marker(run_id, target.alias, "lock"),
         )
     from entrypoint.locks.postgres import PostgresLock
 
-    params = {"conninfo": lock_url} if lock_url else postgres_params(target.alias)
+    if lock_url:
+        params = {"conninfo": lock_url}
+    elif params is None:
+        from entrypoint.db.params import postgres_params
+
+        params = postgres_params(target.alias)
     return PostgresLock(
         params,
         key_name=key_name or target.name,
         application_name=application_name(run_id),
         description=f"database {target.alias!r} ({target.display})",
+    )
+
+
+def lock_of_entry(
+    alias: str, entry: Mapping[str, Any], vendor: str, settings: Settings, run_id: str
+) -> Backend:
+    """The lock :func:`configured_lock` gives the target Django resolves from this
+    ``DATABASES`` entry, built without Django (a light waiter's: only its connection opens)."""
+    from entrypoint.db.params import mysql_params_of, postgres_params_of
+    from entrypoint.db.targets import Target, describe
+
+    target = Target(
+        alias=alias,
+        vendor=vendor,
+        engine=str(entry.get("ENGINE") or ""),
+        name=str(entry.get("NAME") or ""),
+        display=describe(vendor, dict(entry)),
+    )
+    params = mysql_params_of(entry) if vendor == "mysql" else postgres_params_of(entry)
+    return make_lock(
+        target,
+        mode=settings.lock_mode,
+        key_name=settings.lock_key,
+        lock_url=settings.lock_database_url,
+        run_id=run_id,
+        params=params,
     )
 
 

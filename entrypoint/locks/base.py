@@ -20,8 +20,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, NamedTuple, Protocol
 
 from entrypoint.errors import LockTimeout
 
@@ -34,8 +33,7 @@ class Lost(Exception):
     """The lock this process took is no longer held; the text says why, when known."""
 
 
-@dataclass(frozen=True)
-class Session:
+class Session(NamedTuple):
     """A server session of an earlier run: its server-side id, how to name it to people, and
     how a person ends it when this process may not."""
 
@@ -51,6 +49,8 @@ class Backend(Protocol):
     #: Whether the lock can be lost while this process lives (a session lock can; a file lock
     #: held open cannot): only then does a holder watch it.
     losable: bool
+    #: Whether this process holds the lock now (a wait that takes it as it goes sets it).
+    held: bool
 
     def connect(self) -> None:
         """Open whatever the lock needs (a dedicated connection, a lock file)."""
@@ -77,20 +77,40 @@ class Backend(Protocol):
     def verify(self) -> None:
         """Raise :class:`Lost` unless this process still holds the lock (a cheap query)."""
 
+    def quiet(self) -> bool:
+        """Whether nothing arrived on the lock connection (no round trip): a session the server
+        ended, or a connection that dropped, makes it readable before any query could tell."""
+
     def run_sessions(self, run_id: str, alias: str) -> list[Session]:
         """The sessions that run ``run_id`` still has on the server of ``alias``."""
 
     def end_session(self, session: Session) -> str | None:
         """End ``session``; None when it was ended, else why it could not be (privilege)."""
 
+    def read(self, query: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        """Rows of one read-only query on the database the lock is on (through the lock's own
+        connection where it has one); empty when it cannot be read."""
 
-@dataclass(frozen=True)
-class Waiting:
-    """A report while waiting: who holds the lock and for how long we have waited."""
+
+class Waiting(NamedTuple):
+    """A report while waiting: who holds the lock, for how long we have waited, and what the
+    holder is doing, when that can be told (``progress``)."""
 
     holder: str | None
     waited: float
     changed: bool
+    progress: Any = None
+
+
+def readable(fd: int) -> bool:
+    """Whether a socket has something to read (or has been closed), without waiting."""
+    import select
+
+    try:
+        ready, _, _ = select.select([fd], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(ready)
 
 
 def acquire(
@@ -101,10 +121,17 @@ def acquire(
     jitter: Callable[[float, float], float] = random.uniform,
     on_wait: Callable[[Waiting], None] | None = None,
     report_every: float = REPORT_EVERY,
-) -> float:
+    progress: Callable[[], Any] | None = None,
+    settled: Callable[[], bool] | None = None,
+) -> float | None:
     """Take the lock before ``timeout`` seconds pass; return the seconds waited.
 
-    Raises LockTimeout (exit 75) naming the last known holder.
+    Each report (:class:`Waiting`, every ``report_every`` seconds from the first failed try)
+    names the holder and carries what ``progress()`` says of its work. ``settled``, asked each
+    time the holder may have released the lock while this process does not hold it, says when
+    the lock is no longer needed (the holder did the work): the wait then ends without it and
+    None is returned, so that every waiter can see so at once instead of taking the lock in
+    turn. Raises LockTimeout (exit 75) naming the last known holder.
     """
     start = clock()
     deadline = start + timeout
@@ -120,7 +147,8 @@ def acquire(
             changed = last_report is not None and holder != last_holder
             last_report, last_holder = now, holder
             if on_wait is not None:
-                on_wait(Waiting(holder=holder, waited=now - start, changed=changed))
+                doing = progress() if progress is not None else None
+                on_wait(Waiting(holder=holder, waited=now - start, changed=changed, progress=doing))
         if now >= deadline:
             held_by = f"held by {last_holder}" if last_holder else "held by another session"
             msg = (
@@ -129,4 +157,6 @@ def acquire(
             )
             raise LockTimeout(msg)
         backend.wait_for_release(min(jitter(delay / 2, delay), max(deadline - now, 0.0)))
+        if settled is not None and not backend.held and settled():
+            return None
         delay = min(delay * 2, MAX_RETRY)

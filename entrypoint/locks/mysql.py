@@ -40,7 +40,7 @@ from typing import Any
 
 from entrypoint.db.reasons import mysql_reason
 from entrypoint.errors import ConfigError, DatabaseUnavailable
-from entrypoint.locks.base import Lost, Session
+from entrypoint.locks.base import Lost, Session, readable
 
 MAX_NAME = 64
 PREFIX = "django-entrypoint:"
@@ -307,6 +307,16 @@ class MySQLLock:
             msg = "the lock session no longer holds the named lock"
             raise Lost(msg)
 
+    def quiet(self) -> bool:
+        """Nothing arrived on the lock connection (``KILL CONNECTION`` closes it)."""
+        if self.conn is None:
+            return False
+        try:
+            fd = int(self.conn.fileno())
+        except Exception:  # a closed or broken client
+            return False
+        return not readable(fd)
+
     def run_sessions(self, run_id: str, alias: str) -> list[Session]:
         """The live sessions of run ``run_id`` on this server, found by their markers."""
         names = [run_marker(run_id, alias, role) for role in MARKER_ROLES]
@@ -356,6 +366,21 @@ class MySQLLock:
                 return None  # it ended meanwhile
             return mysql_reason(exc)
         return None
+
+    def read(self, query: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        """One read-only query on the lock connection; empty on any error."""
+        import MySQLdb
+
+        if self.conn is None:
+            return []
+        cursor = self.conn.cursor()
+        try:
+            cursor.execute(query, params or None)
+            return list(cursor.fetchall())
+        except MySQLdb.Error:
+            return []
+        finally:
+            cursor.close()
 
     def close(self) -> None:
         """Close the dedicated connection (the lock dies with the session)."""

@@ -1,7 +1,9 @@
 """PostgreSQL: a session advisory lock held by a dedicated connection.
 
 The connection is opened only for the lock, stays in autocommit and idle (no transaction, so
-no snapshot) while Django's own connection runs the migrations. The lock is only ever tried
+no snapshot) while Django's own connection runs the migrations. It speaks the protocol itself
+(:mod:`entrypoint.db.wire`: a replica waiting for the lock need not import psycopg), and goes
+through psycopg where that client cannot connect exactly as libpq would. The lock is only ever tried
 with ``pg_try_advisory_lock``: a session parked in a blocking ``pg_advisory_lock`` would hold a
 snapshot that the holder's ``CREATE INDEX CONCURRENTLY`` waits for, and the two would wait on
 each other. Waiters ``LISTEN`` on a channel that the holder ``NOTIFY``s right after unlocking,
@@ -24,14 +26,11 @@ the server's keepalives end the session and free the lock.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
-import psycopg
-from psycopg import sql
-
+from entrypoint.db.advisory import key_halves, lock_key
 from entrypoint.errors import DatabaseUnavailable
-from entrypoint.locks.base import Lost, Session
+from entrypoint.locks.base import Lost, Session, readable
 
 # Client and server keepalives: a holder whose host vanished loses its session (and so its
 # lock) within about 10 + 5 * 6 = 40 seconds instead of the kernel default of two hours.
@@ -69,18 +68,6 @@ _SESSION_SETTINGS = (
 )
 
 
-def lock_key(name: str) -> int:
-    """The signed 64-bit advisory lock key derived from a lock name."""
-    digest = hashlib.sha256(f"django-entrypoint:{name}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
-
-
-def key_halves(key: int) -> tuple[int, int]:
-    """The high and low 32 bits of an advisory key, as pg_locks shows them."""
-    unsigned = key & 0xFFFFFFFFFFFFFFFF
-    return unsigned >> 32, unsigned & 0xFFFFFFFF
-
-
 def run_pattern(run_id: str) -> str:
     """The LIKE pattern of the ``application_name`` of every connection of run ``run_id``."""
     return f"django-entrypoint run={run_id} %"
@@ -97,8 +84,144 @@ def migrated_channel(key: int) -> str:
     return f"{channel_name(key)}_migrated"
 
 
+class _Failed(Exception):
+    """A statement on the lock connection failed; ``broken`` when the connection did too."""
+
+    def __init__(self, reason: str, *, broken: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.broken = broken
+
+
+class _Wire:
+    """The lock connection through :mod:`entrypoint.db.wire` (no psycopg to import)."""
+
+    def __init__(self, params: dict[str, Any], conn: Any = None) -> None:
+        from entrypoint.db import wire
+
+        if conn is None:
+            conn = wire.Connection(params, io_timeout=None)
+            conn.connect()  # raises wire.Unsupported, wire.ConnectFailed
+        else:
+            conn.settle(params)
+        self.conn = conn
+
+    def run(self, statements: list[tuple[str, tuple[Any, ...]]]) -> list[list[tuple[Any, ...]]]:
+        from entrypoint.db import wire
+
+        try:
+            results = self.conn.run(statements, each=len(statements) > 1)
+        except wire.ConnectFailed as exc:
+            raise _Failed(str(exc), broken=True) from exc
+        for result in results:
+            if isinstance(result, wire.ServerError):
+                raise _Failed(result.message, broken=False)
+        return [list(r) for r in results if not isinstance(r, wire.ServerError)]
+
+    def settings(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
+        from entrypoint.db import wire
+
+        try:
+            self.conn.run(statements, each=True)  # each on its own: an old server's error is fine
+        except wire.ConnectFailed as exc:
+            raise _Failed(str(exc), broken=True) from exc
+
+    def notified(self, seconds: float) -> bool:
+        from entrypoint.db import wire
+
+        try:
+            return bool(self.conn.wait_notify(seconds))
+        except wire.ConnectFailed as exc:
+            raise _Failed(str(exc), broken=True) from exc
+
+    @property
+    def closed(self) -> bool:
+        return bool(self.conn.closed)
+
+    def fileno(self) -> int:
+        return int(self.conn.fileno())
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class _Psycopg:
+    """The lock connection through psycopg, for what only libpq does (a conninfo URL, client
+    certificates, a password file, ...)."""
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        import psycopg
+
+        from entrypoint.log import route_driver_logs
+
+        route_driver_logs()
+        try:
+            self.conn = psycopg.connect(**params, autocommit=True)
+        except psycopg.OperationalError as exc:
+            from entrypoint.db import wire
+            from entrypoint.db.reasons import connect_error_reason
+
+            raise wire.ConnectFailed(connect_error_reason(exc)) from exc
+
+    def run(self, statements: list[tuple[str, tuple[Any, ...]]]) -> list[list[tuple[Any, ...]]]:
+        import psycopg
+
+        results = []
+        for query, args in statements:
+            try:
+                cursor = self.conn.execute(query, args)
+                results.append(list(cursor.fetchall()) if cursor.description else [])
+            except psycopg.Error as exc:
+                from entrypoint.db.reasons import connect_error_reason, first_line
+
+                broken = isinstance(exc, psycopg.OperationalError) or self.conn.closed
+                reason = connect_error_reason(exc) if broken else first_line(exc)
+                raise _Failed(reason, broken=broken) from exc
+        return results
+
+    def settings(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
+        import psycopg
+
+        for query, args in statements:
+            try:
+                self.conn.execute(query, args)
+            except psycopg.Error:
+                pass  # an older server without the setting; autocommit keeps the session usable
+
+    def notified(self, seconds: float) -> bool:
+        import psycopg
+
+        try:
+            return any(True for _ in self.conn.notifies(timeout=seconds, stop_after=1))
+        except psycopg.OperationalError as exc:
+            from entrypoint.db.reasons import connect_error_reason
+
+            raise _Failed(connect_error_reason(exc), broken=True) from exc
+
+    @property
+    def closed(self) -> bool:
+        return bool(self.conn.closed)
+
+    def fileno(self) -> int:
+        return int(self.conn.fileno())
+
+    def close(self) -> None:
+        import psycopg
+
+        try:
+            self.conn.close()
+        except psycopg.Error:
+            pass
+
+
+def _true(value: Any) -> bool:
+    """A boolean column, as psycopg (a bool) or the protocol client (text) returns it."""
+    return value is True or value in ("t", "true", 1, "1")
+
+
 class PostgresLock:
-    """Session advisory lock on a dedicated autocommit connection."""
+    """Session advisory lock on a dedicated autocommit connection (the small protocol client,
+    or psycopg where that one cannot connect as libpq would)."""
 
     #: Whether the lock can be lost while this process lives (see :mod:`entrypoint.fence`).
     losable = True
@@ -121,54 +244,68 @@ class PostgresLock:
         self.channels = (self.channel, self.migrated) if hear_migrations else (self.channel,)
         self.application_name = application_name[:63]
         self.description = description
-        self.conn: psycopg.Connection[Any] | None = None
+        self.conn: _Wire | _Psycopg | None = None
         self.held = False
 
-    def connect(self) -> None:
-        """Open the dedicated connection and start listening for releases."""
+    def connect(self, adopt: Any = None) -> None:
+        """Open the dedicated connection and start listening for releases. ``adopt``, an open
+        protocol connection to the same database (the fast path's), is taken over instead of a
+        new one: named for the run, its socket and session set as a new one's would be."""
+        from entrypoint.db import wire
+
         params = {**self.params, **KEEPALIVE_PARAMS, "application_name": self.application_name}
         params.setdefault("connect_timeout", 10)
+        named: list[tuple[str, tuple[Any, ...]]] = []
         try:
-            self.conn = psycopg.connect(**params, autocommit=True)
-        except psycopg.OperationalError as exc:
+            if adopt is not None:
+                self.conn = _Wire(params, adopt)
+                named = [
+                    ("SELECT set_config('application_name', %s, false)", (self.application_name,))
+                ]
+            else:
+                try:
+                    self.conn = _Wire(params)
+                except wire.Unsupported:
+                    self.conn = _Psycopg(params)
+        except wire.ConnectFailed as exc:
             from entrypoint.db.reasons import connect_error_reason
 
             reason = connect_error_reason(exc)
             msg = f"cannot open the lock connection to {self.description}: {reason}"
             raise DatabaseUnavailable(msg) from exc
-        for name, value in _SESSION_SETTINGS:
-            try:
-                self.conn.execute("SELECT set_config(%s, %s, false)", (name, value))
-            except psycopg.Error:
-                pass  # an older server without the setting; autocommit keeps the session usable
-        for channel in self.channels:
-            self.conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+        settings = [("SELECT set_config(%s, %s, false)", pair) for pair in _SESSION_SETTINGS]
+        try:
+            self.conn.settings(named + settings)
+            for channel in self.channels:
+                self._run(f'LISTEN "{channel}"')
+        except _Failed as exc:
+            msg = f"cannot open the lock connection to {self.description}: {exc.reason}"
+            raise DatabaseUnavailable(msg) from exc
 
-    def _connection(self) -> psycopg.Connection[Any]:
+    def _connection(self) -> _Wire | _Psycopg:
         if self.conn is None:
             msg = "the lock connection is not open"
             raise RuntimeError(msg)
         return self.conn
 
+    def _run(self, query: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        return self._connection().run([(query, args)])[0]
+
     def try_acquire(self) -> bool:
         """One ``pg_try_advisory_lock``; never waits in the database."""
         try:
-            row = (
-                self._connection()
-                .execute("SELECT pg_try_advisory_lock(%s)", (self.key,))
-                .fetchone()
-            )
-        except psycopg.OperationalError as exc:
+            rows = self._run("SELECT pg_try_advisory_lock(%s)", (self.key,))
+        except _Failed as exc:
+            if not exc.broken:
+                raise
             raise self._lost_while_waiting(exc) from exc
-        self.held = bool(row and row[0])
+        self.held = bool(rows and _true(rows[0][0]))
         return self.held
 
-    def _lost_while_waiting(self, exc: BaseException) -> DatabaseUnavailable:
-        from entrypoint.db.reasons import connect_error_reason
-
+    def _lost_while_waiting(self, exc: _Failed) -> DatabaseUnavailable:
         msg = (
             f"lost the lock connection to {self.description} while waiting for the migration "
-            f"lock: {connect_error_reason(exc)}; check that the server runs, then start again"
+            f"lock: {exc.reason}; check that the server runs, then start again"
         )
         return DatabaseUnavailable(msg)
 
@@ -181,12 +318,12 @@ class PostgresLock:
             WHERE {ADVISORY_LOCK_GRANTED}
         """
         try:
-            row = self._connection().execute(query, key_halves(self.key)).fetchone()
-        except psycopg.Error:
+            rows = self._run(query, key_halves(self.key))
+        except (_Failed, RuntimeError):
             return None
-        if row is None:
+        if not rows:
             return None
-        pid, app, addr, age = row
+        pid, app, addr, age = rows[0]
         where = f" from {addr}" if addr else ""
         name = f" {app!r}" if app else ""
         return f"backend pid {pid}{name}{where}, connected {age}s ago"
@@ -196,9 +333,8 @@ class PostgresLock:
         if seconds <= 0:
             return
         try:
-            for _notice in self._connection().notifies(timeout=seconds, stop_after=1):
-                return
-        except psycopg.OperationalError as exc:
+            self._connection().notified(seconds)
+        except _Failed as exc:
             raise self._lost_while_waiting(exc) from exc
 
     def announce(self) -> None:
@@ -207,8 +343,8 @@ class PostgresLock:
         if self.conn is None or self.conn.closed or not self.held:
             return
         try:
-            self.conn.execute("SELECT pg_notify(%s, '')", (self.migrated,))
-        except psycopg.Error:
+            self._run("SELECT pg_notify(%s, '')", (self.migrated,))
+        except _Failed:
             pass  # the listeners poll as well; the fence notices a broken connection
 
     def release(self) -> None:
@@ -217,10 +353,14 @@ class PostgresLock:
             return
         try:
             if self.held:
-                self.conn.execute("SELECT pg_advisory_unlock(%s)", (self.key,))
                 self.held = False
-                self.conn.execute("SELECT pg_notify(%s, '')", (self.channel,))
-        except psycopg.Error:
+                self.conn.run(
+                    [
+                        ("SELECT pg_advisory_unlock(%s)", (self.key,)),
+                        ("SELECT pg_notify(%s, '')", (self.channel,)),
+                    ]
+                )
+        except _Failed:
             pass  # closing the session below releases a session lock all the same
 
     def verify(self) -> None:
@@ -234,15 +374,24 @@ class PostgresLock:
             "AND l.pid = pg_backend_pid()"
         )
         try:
-            row = conn.execute(query, key_halves(self.key)).fetchone()
-        except psycopg.Error as exc:
-            from entrypoint.db.reasons import connect_error_reason
-
-            msg = f"the lock connection failed: {connect_error_reason(exc)}"
+            rows = conn.run([(query, key_halves(self.key))])[0]
+        except _Failed as exc:
+            msg = f"the lock connection failed: {exc.reason}"
             raise Lost(msg) from exc
-        if not row or not row[0]:
+        if not rows or not int(rows[0][0] or 0):
             msg = "the lock session no longer holds the advisory lock"
             raise Lost(msg)
+
+    def quiet(self) -> bool:
+        """Nothing arrived on the lock connection: ``pg_terminate_backend``, an idle timeout or
+        a server shutting down send their error before closing, a proxy closes the socket."""
+        conn = self.conn
+        if conn is None or conn.closed:
+            return False
+        try:
+            return not readable(conn.fileno())
+        except Exception:  # a connection closed meanwhile
+            return False
 
     def run_sessions(self, run_id: str, alias: str) -> list[Session]:
         """The sessions whose application_name names run ``run_id`` (any database)."""
@@ -252,7 +401,11 @@ class PostgresLock:
             WHERE application_name LIKE %s AND pid <> pg_backend_pid()
             ORDER BY pid
         """
-        rows = self._connection().execute(query, (run_pattern(run_id),)).fetchall()
+        try:
+            rows = self._run(query, (run_pattern(run_id),))
+        except _Failed as exc:
+            msg = f"the lock connection failed: {exc.reason}"
+            raise Lost(msg) from exc
         sessions = []
         for pid, app, state, addr in rows:
             # Another role's session shows no state without pg_read_all_stats.
@@ -273,18 +426,21 @@ class PostgresLock:
         """``pg_terminate_backend``: allowed on the same role's sessions or with
         pg_signal_backend; otherwise the reason is returned."""
         try:
-            self._connection().execute("SELECT pg_terminate_backend(%s)", (session.ident,))
-        except psycopg.Error as exc:
-            from entrypoint.db.reasons import first_line
-
-            return first_line(exc)
+            self._run("SELECT pg_terminate_backend(%s)", (session.ident,))
+        except _Failed as exc:
+            return exc.reason
         return None
+
+    def read(self, query: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        """One read-only query on the lock connection (autocommit: no transaction stays open);
+        empty on any error."""
+        try:
+            return self._run(query, params)
+        except (_Failed, RuntimeError):
+            return []
 
     def close(self) -> None:
         """Close the dedicated connection (a session lock dies with it)."""
         if self.conn is not None:
-            try:
-                self.conn.close()
-            except psycopg.Error:
-                pass
+            self.conn.close()
             self.conn = None

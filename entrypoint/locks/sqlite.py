@@ -14,6 +14,7 @@ from __future__ import annotations
 import fcntl
 import os
 import time
+from typing import Any
 
 from entrypoint.errors import ConfigError
 from entrypoint.locks.base import Session
@@ -32,8 +33,10 @@ class FileLock:
 
     def __init__(self, database_path: str) -> None:
         self.path = lock_path(database_path)
+        self.database = os.path.abspath(database_path)
         self.description = f"sqlite:///{os.path.abspath(database_path)}"
         self.fd: int | None = None
+        self.held = False
 
     def connect(self) -> None:
         """Open (and create) the lock file, close-on-exec."""
@@ -57,6 +60,7 @@ class FileLock:
             return False
         os.ftruncate(self.fd, 0)
         os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
+        self.held = True
         return True
 
     def holder(self) -> str | None:
@@ -79,6 +83,7 @@ class FileLock:
     def release(self) -> None:
         """Unlock the file."""
         if self.fd is not None:
+            self.held = False
             try:
                 fcntl.flock(self.fd, fcntl.LOCK_UN)
             except OSError:
@@ -87,6 +92,10 @@ class FileLock:
     def verify(self) -> None:
         """A flock held by this process cannot be lost while the file stays open."""
 
+    def quiet(self) -> bool:
+        """Nothing arrives on a lock file."""
+        return True
+
     def run_sessions(self, run_id: str, alias: str) -> list[Session]:
         """None: a SQLite database has no server sessions."""
         return []
@@ -94,6 +103,22 @@ class FileLock:
     def end_session(self, session: Session) -> str | None:
         """Nothing to end."""
         return None
+
+    def read(self, query: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        """One query on the database file, opened read-only for it; empty on any error."""
+        import sqlite3
+        from urllib.parse import quote
+
+        try:
+            conn = sqlite3.connect(f"file:{quote(self.database)}?mode=ro", uri=True, timeout=1.0)
+        except sqlite3.Error:
+            return []
+        try:
+            return list(conn.execute(query.replace("%s", "?"), params).fetchall())
+        except sqlite3.Error:
+            return []
+        finally:
+            conn.close()
 
     def close(self) -> None:
         """Close the file descriptor (which also releases the lock)."""

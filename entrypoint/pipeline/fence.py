@@ -11,7 +11,10 @@ promise of exactly-once then:
   handler raises :class:`~entrypoint.process.FenceStop` there: the statement in flight is
   cancelled as SIGTERM cancels it, the atomic migration rolls back, and no further migration
   starts. The engine also calls :meth:`Watchdog.confirm` before each migration starts and before
-  each is recorded in ``django_migrations`` (inside its transaction when it has one);
+  each is recorded in ``django_migrations`` (inside its transaction when it has one), and
+  :meth:`Watchdog.glance` before each statement: a look at the lock connection that costs no
+  round trip (the end of a session, a dropped connection, arrive there before anything else
+  can tell) and checks in full when anything arrived;
 * a new holder that finds a run ``running`` ends that run's sessions on the server
   (:func:`end_old_run`), or waits until they are gone, before it reaps the row and migrates.
 
@@ -120,6 +123,16 @@ class Watchdog:
             except Lost as exc:
                 self._lose(str(exc))
                 raise
+
+    def glance(self) -> None:
+        """Raise :class:`Lost` when the lock is known lost; otherwise look at the lock
+        connection without a round trip and, only when something arrived there (a session the
+        server ended says so on it, a dropped connection reads as closed), check in full."""
+        if self.lost is not None:
+            raise Lost(self.lost)
+        if self.lock.quiet():
+            return
+        self.confirm()
 
     def _watch(self) -> None:
         while not self._stop.wait(self.interval):

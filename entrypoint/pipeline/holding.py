@@ -8,16 +8,19 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from entrypoint import locks
 from entrypoint.config import Settings
 from entrypoint.db.targets import Target
 from entrypoint.errors import LockLost, LockTimeout
-from entrypoint.health.state import RunPhase
-from entrypoint.locks.base import Session
-from entrypoint.pipeline.fence import OldRunAlive, Watchdog, end_old_run
+from entrypoint.health.phases import RunPhase
+from entrypoint.locks.base import Backend, Session, Waiting, acquire
 from entrypoint.pipeline.report import Reporter
 from entrypoint.process import FenceStop
+
+if TYPE_CHECKING:
+    from entrypoint.pipeline.fence import Watchdog
 
 
 @dataclass
@@ -25,7 +28,7 @@ class Held:
     """The migration lock of one database, held by this run."""
 
     alias: str
-    lock: locks.Backend
+    lock: Backend
     #: Seconds waited for the lock.
     waited: float
     watchdog: Watchdog
@@ -37,11 +40,104 @@ class Held:
         """Raise :class:`~entrypoint.locks.base.Lost` unless the lock is still held."""
         self.watchdog.confirm()
 
+    def glance(self) -> None:
+        """Raise :class:`~entrypoint.locks.base.Lost` when the lock connection tells of a loss
+        (no round trip unless something arrived on it)."""
+        self.watchdog.glance()
+
     def fence_old(self, run_id: str) -> list[Session]:
         """End (or wait out) every session run ``run_id`` still has; return those it had."""
+        from entrypoint.pipeline.fence import end_old_run
+
         return end_old_run(
             self.lock, run_id, self.alias, deadline=self.deadline, report=self.report
         )
+
+
+@dataclass
+class Taken:
+    """A migration lock taken before Django was set up (by a light waiter, or by a start the
+    fast path sent on), for :func:`holding` to take over."""
+
+    alias: str
+    lock: Backend
+    #: Seconds waited for the lock.
+    waited: float
+    #: When (on the holding clock) the wait began.
+    began: float
+    #: Whether another session held the lock when it was first tried.
+    contended: bool
+    #: Set when :func:`holding` took it over (and with it the release).
+    owned: bool = False
+
+    def drop(self, reporter: Reporter) -> None:
+        """Release and close the lock unless :func:`holding` took it over; idempotent."""
+        if self.owned:
+            return
+        self.owned = True
+        _release(self.lock, self.alias, reporter)
+
+
+def take(
+    lock: Backend,
+    alias: str,
+    settings: Settings,
+    reporter: Reporter,
+    *,
+    connect: bool = True,
+    settled: Callable[[], bool] | None = None,
+) -> tuple[float, bool] | None:
+    """Connect ``lock`` (unless ``connect`` is False: it is connected already) and wait for it
+    (the phase says so); return the seconds waited and whether another session held it at
+    first, or None when ``settled()`` said, after the holder released it, that the lock is no
+    longer needed.
+
+    Every few seconds a ``lock_waiting`` event names the holder and, from its row in the audit
+    trail, its progress: the migration in progress and how much of its plan is applied.
+    Raises LockTimeout (75) when the lock is not had in time; the caller closes ``lock``.
+    """
+    from entrypoint.audit.status import PROGRESS_QUERY, progress_of
+
+    reporter.phase(RunPhase.WAITING_FOR_LOCK, alias)
+    if connect:
+        lock.connect()
+    contended = False
+
+    def on_wait(waiting: Waiting) -> None:
+        nonlocal contended
+        contended = True
+        doing = waiting.progress.fields() if waiting.progress is not None else {}
+        reporter.event(
+            "lock_waiting",
+            database=alias,
+            holder=waiting.holder,
+            waited=round(waiting.waited, 3),
+            **doing,
+        )
+        if waiting.changed:
+            reporter.notify("lock_holder_change", database=alias)
+
+    def progress() -> object:
+        return progress_of(lock.read(PROGRESS_QUERY, (alias,)))
+
+    waited = acquire(
+        lock, settings.lock_timeout, on_wait=on_wait, progress=progress, settled=settled
+    )
+    if waited is None:
+        return None
+    # ``at`` (epoch seconds) lets bench/ measure the hand-off between replicas.
+    reporter.event(
+        "lock_acquired", database=alias, waited=round(waited, 3), at=round(time.time(), 6)
+    )
+    reporter.notify("lock_wait", database=alias, seconds=waited)
+    return waited, contended
+
+
+def _release(lock: Backend, alias: str, reporter: Reporter) -> None:
+    lock.release()
+    released = time.time()
+    lock.close()
+    reporter.event("lock_released", level="debug", database=alias, at=round(released, 6))
 
 
 @contextmanager
@@ -51,36 +147,31 @@ def holding(
     run_id: str,
     reporter: Reporter,
     *,
+    taken: Taken | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> Iterator[Held]:
-    """Hold the migration lock of ``target`` for the block, watched by a :class:`Watchdog`.
+    """Hold the migration lock of ``target`` for the block, watched by a :class:`Watchdog`;
+    ``taken``, a lock of the same target already held, is taken over instead of waited for.
 
     Raises LockTimeout (75) when the lock is not had in time, or an earlier run's session
     cannot be ended in time; LockLost (75) when the lock is lost while the block runs.
     """
+    from entrypoint.pipeline.fence import OldRunAlive, Watchdog
+
     alias = target.alias
-    lock = locks.configured_lock(target, settings, run_id)
-    reporter.phase(RunPhase.WAITING_FOR_LOCK, alias)
-    began = clock()
-    lock.connect()
+    if taken is not None and taken.alias == alias and not taken.owned:
+        taken.owned = True
+        lock, began = taken.lock, taken.began
+    else:
+        taken = None
+        lock, began = locks.configured_lock(target, settings, run_id), clock()
     try:
-
-        def on_wait(waiting: locks.Waiting) -> None:
-            reporter.event(
-                "lock_waiting",
-                database=alias,
-                holder=waiting.holder,
-                waited=round(waiting.waited, 3),
-            )
-            if waiting.changed:
-                reporter.notify("lock_holder_change", database=alias)
-
-        waited = locks.acquire(lock, settings.lock_timeout, on_wait=on_wait)
-        # ``at`` (epoch seconds) lets bench/ measure the hand-off between replicas.
-        reporter.event(
-            "lock_acquired", database=alias, waited=round(waited, 3), at=round(time.time(), 6)
-        )
-        reporter.notify("lock_wait", database=alias, seconds=waited)
+        if taken is not None:
+            waited = taken.waited
+        else:
+            got = take(lock, alias, settings, reporter)
+            assert got is not None  # noqa: S101 - without ``settled`` the wait ends holding it
+            waited = got[0]
 
         def on_lost(reason: str) -> None:
             reporter.event("lock_lost", level="error", database=alias, reason=reason)
@@ -104,7 +195,4 @@ def holding(
                 )
                 raise LockTimeout(msg) from None
     finally:
-        lock.release()
-        released = time.time()
-        lock.close()
-        reporter.event("lock_released", level="debug", database=alias, at=round(released, 6))
+        _release(lock, alias, reporter)

@@ -19,10 +19,9 @@ from entrypoint.engine import apply as engine
 from entrypoint.engine import events, graph
 from entrypoint.engine.session import Scoped, intermediary, mysql_session, postgres_settings
 from entrypoint.errors import MigrationFailed
-from entrypoint.health.state import RunPhase
-from entrypoint.pipeline.holding import holding
+from entrypoint.health.phases import RunPhase
+from entrypoint.pipeline.holding import Taken, holding
 from entrypoint.pipeline.report import Reporter
-from entrypoint.pipeline.rollback import undo_failed_run
 
 
 @dataclass
@@ -39,25 +38,32 @@ def migrate_all(
     reporter: Reporter,
     run_id: str,
     clock: Callable[[], float] = time.monotonic,
+    *,
+    taken: Taken | None = None,
 ) -> Outcome:
-    """Lock, plan and migrate each target in order; the lock is released whatever happens."""
+    """Lock, plan and migrate each target in order; the lock is released whatever happens.
+    ``taken`` is a target's lock already held (taken before Django was set up)."""
     start = clock()
     graph.check_conflicts()
     outcome = Outcome()
     for target in targets:
-        outcome.applied[target.alias] = _migrate_one(settings, target, reporter, run_id)
+        outcome.applied[target.alias] = _migrate_one(settings, target, reporter, run_id, taken)
     outcome.seconds = clock() - start
     return outcome
 
 
 def _migrate_one(
-    settings: Settings, target: Target, reporter: Reporter, run_id: str
+    settings: Settings,
+    target: Target,
+    reporter: Reporter,
+    run_id: str,
+    taken: Taken | None = None,
 ) -> list[engine.Applied]:
     alias = target.alias
     # The run's audit row: earlier runs left running fenced and reaped, then written as the
     # run goes.
     with (
-        holding(target, settings, run_id, reporter) as held,
+        holding(target, settings, run_id, reporter, taken=taken) as held,
         record_run(
             alias,
             run_id,
@@ -92,6 +98,7 @@ def _migrate_one(
                         migrations=[f"{a}.{n}" for a, n in squashes],
                     )
             reporter.event("nothing_to_migrate", database=alias)
+            _record_manifest(settings, alias, run_id, reporter, executor.loader)
             return []
         reporter.phase(RunPhase.MIGRATING, alias)
         reporter.event(
@@ -100,7 +107,7 @@ def _migrate_one(
             pending=len(plan),
             migrations=[f"{app}.{name}" for app, name in plan[:50]],
         )
-        record.begin(plan)
+        record.begin(plan, atomic=graph.atomicity(executor, plan))
 
         def on_event(event: events.Event) -> None:
             if isinstance(event, events.Succeeded):
@@ -116,11 +123,14 @@ def _migrate_one(
                     targets=targets,
                     retries=settings.ddl_retries,
                     confirm=held.confirm,
+                    glance=held.glance,
                     session=session,
                 )
         except MigrationFailed as failure:
             if not settings.rollback_on_failure:
                 raise
+            from entrypoint.pipeline.rollback import undo_failed_run
+
             undo_failed_run(alias, record, failure, reporter, confirm=held.confirm)
         reporter.event(
             "migrated",
@@ -128,7 +138,37 @@ def _migrate_one(
             applied=len(applied),
             seconds=round(sum(a.seconds for a in applied), 3),
         )
+        _record_manifest(settings, alias, run_id, reporter, executor.loader)
         return applied
+
+
+def _record_manifest(
+    settings: Settings, alias: str, run_id: str, reporter: Reporter, loader: Any = None
+) -> None:
+    """Record the manifest of this code in the database, for the next start's fast path
+    (under the lock, once the run ended well). A failure here costs only that: it is logged."""
+    from entrypoint.db.reasons import first_line
+    from entrypoint.fastpath import stored
+
+    if settings.settings_module is None:
+        return
+    started = time.monotonic()
+    try:
+        outcome = stored.record(alias, settings.settings_module, run_id, settings.release, loader)
+    except Exception as exc:
+        reporter.event(
+            "manifest_not_recorded",
+            level="warning",
+            database=alias,
+            error=f"{type(exc).__name__}: {first_line(exc)}",
+        )
+        return
+    reporter.event(
+        "manifest_recorded" if outcome == "recorded" else "manifest_known",
+        level="info" if outcome == "recorded" else "debug",
+        database=alias,
+        seconds=round(time.monotonic() - started, 4),
+    )
 
 
 def _finish_previous(

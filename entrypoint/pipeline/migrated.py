@@ -27,7 +27,7 @@ from entrypoint.config import Settings
 from entrypoint.db.reasons import first_line
 from entrypoint.db.targets import Target
 from entrypoint.errors import DatabaseUnavailable, MigrationsMissing
-from entrypoint.health.state import RunPhase
+from entrypoint.health.phases import RunPhase
 from entrypoint.pipeline.report import Reporter
 from entrypoint.plan.types import Node, dotted
 

@@ -6,8 +6,7 @@ without importing either.
 
 from __future__ import annotations
 
-import uuid
-from dataclasses import dataclass, field
+import os
 from typing import TYPE_CHECKING, Any, Protocol
 
 from entrypoint.log import configure, get_logger
@@ -15,7 +14,7 @@ from entrypoint.log import configure, get_logger
 if TYPE_CHECKING:
     from entrypoint.config import Settings
     from entrypoint.engine.events import Event
-    from entrypoint.health.state import RunPhase
+    from entrypoint.health.phases import RunPhase
 
 
 class HealthSink(Protocol):
@@ -25,22 +24,30 @@ class HealthSink(Protocol):
         """Forward one state change; never raises."""
 
 
-@dataclass
 class Reporter:
     """Fans a run's events out to the log and the health child."""
 
-    health: HealthSink | None = None
-    logger: Any = field(default_factory=get_logger)
+    def __init__(self, health: HealthSink | None = None, logger: Any = None) -> None:
+        self.health = health
+        self.logger = logger if logger is not None else get_logger()
 
     def phase(self, phase: RunPhase, database: str | None = None) -> None:
         """A new phase of the run (the readiness endpoint shows it)."""
         self.notify("phase", phase=str(phase), database=database)
 
     def ready(
-        self, applied: int, seconds: float, *, fast_path: bool = False, files: int | None = None
+        self,
+        applied: int,
+        seconds: float,
+        *,
+        fast_path: bool = False,
+        files: int | None = None,
+        manifest: str | None = None,
     ) -> None:
         """The run is done: logged once as ``ready``, and readiness turns 200."""
-        extra: dict[str, Any] = {"fast_path": True, "files": files} if fast_path else {}
+        extra: dict[str, Any] = {}
+        if fast_path:
+            extra = {"fast_path": True, "files": files, "manifest": manifest or "file"}
         self.logger.info("ready", applied=applied, seconds=round(seconds, 3), **extra)
         self.notify("ready")
 
@@ -87,7 +94,7 @@ class Reporter:
 
 def new_run_id() -> str:
     """A short random id naming this run in logs, on its connections and in the audit trail."""
-    return uuid.uuid4().hex[:12]
+    return os.urandom(6).hex()
 
 
 def configure_logging(settings: Settings, run_id: str) -> Any:

@@ -24,7 +24,7 @@ from entrypoint.db.targets import Target
 from entrypoint.engine.events import Sink
 from entrypoint.engine.unapply import unapply
 from entrypoint.errors import ConfigError, Interrupted, MigrationFailed, PolicyError
-from entrypoint.health.state import RunPhase
+from entrypoint.health.phases import RunPhase
 from entrypoint.pipeline.holding import holding
 from entrypoint.pipeline.report import Reporter, configure_logging, new_run_id
 from entrypoint.plan.types import Node, dotted

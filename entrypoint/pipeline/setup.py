@@ -7,13 +7,13 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from entrypoint.config import Settings
-from entrypoint.db import wait
 from entrypoint.db.targets import Target, resolve_targets, route_directly, tag_connections
 from entrypoint.engine.project import close_connections, setup_django
 from entrypoint.errors import Interrupted
-from entrypoint.health.state import RunPhase
+from entrypoint.health.phases import RunPhase
 from entrypoint.locks import check_supported
 from entrypoint.pipeline.report import Reporter
 from entrypoint.process import SignalStop, capture_signals
@@ -44,11 +44,26 @@ def prepare(
     return targets
 
 
-def wait_for_databases(settings: Settings, targets: list[Target], reporter: Reporter) -> None:
-    """Wait for every target; report each retry and each database's wait time."""
-    reporter.phase(RunPhase.WAITING_FOR_DATABASE, targets[0].alias if targets else None)
+def wait_for_databases(
+    settings: Settings,
+    targets: list[Target],
+    reporter: Reporter,
+    *,
+    answered: frozenset[str] = frozenset(),
+) -> None:
+    """Wait for every target; report each retry and each database's wait time. The aliases in
+    ``answered`` have just been seen to answer (their lock is held): they are not asked again."""
+    for alias in [t.alias for t in targets if t.alias in answered]:
+        reporter.event("database_ready", database=alias, seconds=0.0)
+        reporter.notify("db_wait", database=alias, seconds=0.0)
+    targets = [t for t in targets if t.alias not in answered]
+    if not targets:
+        return
+    from entrypoint.db import wait
 
-    def on_retry(attempt: wait.Attempt) -> None:
+    reporter.phase(RunPhase.WAITING_FOR_DATABASE, targets[0].alias)
+
+    def on_retry(attempt: Any) -> None:
         if attempt.number == 1 or attempt.number % 10 == 0:
             reporter.event(
                 "database_unavailable",

@@ -274,7 +274,7 @@ def _classify_operation(
             f"{verdict.reason} (judged from the operation alone: its SQL could not be "
             f"collected, {sql.failure})"
         )
-        verdict = replace(verdict, reason=reason)
+        verdict = verdict._replace(reason=reason)
     # On schema this plan creates there are no old rows to violate a constraint, nor old code.
     cautious = verdict.phase is DeployPhase.PRE_DEPLOY and verdict.caution
     if on_new_schema and (

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from entrypoint.errors import PolicyError
 
@@ -60,8 +59,7 @@ class PlanCannotBeSplit(PolicyError):
         super().__init__(message)
 
 
-@dataclass(frozen=True)
-class OperationPhase:
+class OperationPhase(NamedTuple):
     """The deploy phase of one operation, and why."""
 
     phase: DeployPhase
@@ -74,8 +72,7 @@ class OperationPhase:
     needs_mark: bool = False
 
 
-@dataclass(frozen=True)
-class ColumnBefore:
+class ColumnBefore(NamedTuple):
     """What the migration state says about one column just before an operation runs."""
 
     #: Its type as Django's schema editor writes it on this server (``db_type``).
@@ -87,8 +84,7 @@ class ColumnBefore:
     indexed: bool = False
 
 
-@dataclass(frozen=True)
-class OperationSQL:
+class OperationSQL(NamedTuple):
     """The SQL one pending operation would run on its server, collected the way ``sqlmigrate``
     collects it, or why it could not be collected."""
 
@@ -98,15 +94,14 @@ class OperationSQL:
     #: Why nothing could be collected (the operation needs data or the live connection).
     failure: str | None = None
     #: The columns the statements name, as they are before the operation: (table, column).
-    columns: Mapping[tuple[str, str], ColumnBefore] = field(default_factory=dict)
+    columns: Mapping[tuple[str, str], ColumnBefore] = {}
 
 
 #: Collects one operation's SQL: (operation, app label, project state just before it).
 Collector = Callable[[Any, str, Any], OperationSQL]
 
 
-@dataclass(frozen=True)
-class PlannedMigration:
+class PlannedMigration(NamedTuple):
     """One pending migration with its deploy phase and what undoing it would take."""
 
     app: str

@@ -148,10 +148,16 @@ def error_of(proc: Any) -> str:
 def test_a_run_is_one_row_with_its_plan_durations_and_outcome(launcher: Launcher, db: Db) -> None:
     """A successful run is one `succeeded` row whose planned and applied lists match
     django_migrations in order, with a duration per migration, the release, host, pid and the
-    run id of the logs; a later run with nothing pending is one more row that applied nothing."""
+    run id of the logs; the next start takes the fast path and writes nothing, and a later run
+    on the full path with nothing pending (no manifest recorded for it) is one more row that
+    applied nothing."""
     env = launcher.env(db.databases(), ENTRYPOINT_RELEASE="v1.2.3")
     first = launcher.run(["migrate"], env)
     assert first.popen.returncode == 0, first.stderr()
+    fast = launcher.run(["migrate"], env)
+    assert [e.get("fast_path") for e in fast.events() if e["event"] == "ready"] == [True]
+    assert len(db.runs()) == 1
+    db.query("DELETE FROM entrypoint_manifest")
     second = launcher.run(["migrate"], env)
     assert second.popen.returncode == 0, second.stderr()
 

@@ -20,7 +20,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from entrypoint.audit.table import create_table_sql
 from entrypoint.fastpath import check as fastcheck
 from entrypoint.fastpath import files as fastfiles
 from entrypoint.fastpath import manifest
@@ -29,6 +28,7 @@ from entrypoint.locks import lock_key
 from entrypoint.locks.mysql import lock_name as mysql_lock_name
 from tests.support.databases import PgDatabase
 from tests.support.mysql import MySQLDatabase
+from tests.support.oracle import Oracle
 from tests.support.paths import REPO, TESTS
 from tests.support.pgcluster import free_port
 from tests.support.processes import Launcher
@@ -120,6 +120,7 @@ def test_freeze_records_every_node_its_file_and_no_secret(
     assert data["settings"] == {
         "INSTALLED_APPS": ["ledger", "archive", "shelf"],
         "MIGRATION_MODULES": {},
+        "swappable": {},
     }
     entry = data["databases"]["default"]
     assert set(entry) == {"ENGINE", "vendor", "NAME", "HOST", "PORT"}
@@ -174,7 +175,8 @@ def test_migrate_with_nothing_to_do_never_imports_django(
         for line in proc.stderr().splitlines()
         if line.startswith("import time:") and "|" in line
     ]
-    assert "psycopg" in imported
+    # The query goes through the fast path's own protocol client: no psycopg either.
+    assert "psycopg" not in imported
     assert [name for name in imported if name == "django" or name.startswith("django.")] == []
 
 
@@ -445,61 +447,6 @@ def test_mariadb_takes_the_fast_path_and_sees_its_lock(
 
 # --- the property: the fast path agrees with Django's own plan ------------------------------------
 
-# Asks Django, set up on the squash project, for its plan on leaf nodes; one JSON line per request.
-ORACLE = """
-import json, sys
-import django
-django.setup()
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
-from django.db.migrations.recorder import MigrationRecorder
-MigrationRecorder(connection).ensure_schema()
-print("ready", flush=True)
-from django.db.migrations.exceptions import InconsistentMigrationHistory
-for _line in sys.stdin:
-    executor = MigrationExecutor(connection)
-    plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
-    try:
-        executor.loader.check_consistent_history(connection)
-    except InconsistentMigrationHistory:
-        consistent = False
-    else:
-        consistent = True
-    print(json.dumps({"plan": [[m.app_label, m.name] for m, _ in plan],
-                      "consistent": consistent}), flush=True)
-"""
-
-
-class Oracle:
-    """A Django process on the squash project answering "what is your plan now?"."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", ORACLE],
-            env=env,
-            cwd=SQUASHPROJ,
-            text=True,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-        )
-        assert self.process.stdout is not None
-        assert self.process.stdout.readline().strip() == "ready"
-
-    def plan(self) -> tuple[list[Node], bool]:
-        """Django's plan on the database as it is now, and whether Django's migrate would take
-        the history (``check_consistent_history``)."""
-        assert self.process.stdin is not None
-        assert self.process.stdout is not None
-        self.process.stdin.write("plan\n")
-        self.process.stdin.flush()
-        answer = json.loads(self.process.stdout.readline())
-        return [(app, name) for app, name in answer["plan"]], answer["consistent"]
-
-    def close(self) -> None:
-        """End the process."""
-        self.process.kill()
-        self.process.wait(10)
-
 
 @pytest.fixture(scope="module")
 def agreement(pg_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
@@ -516,18 +463,19 @@ def agreement(pg_server: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         SQUASHPROJ_DATABASES=json.dumps({"default": pg.django()}),
     )
     path = tmp_path_factory.mktemp("manifest") / "manifest.json"
-    subprocess.run(
-        [sys.executable, "-m", "entrypoint", "freeze", "--output", str(path)],
-        env=env,
-        cwd=SQUASHPROJ,
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    oracle = Oracle(env)
+    # A run of the entrypoint creates the audit table (one run in it, succeeded) and records the
+    # manifest in the database; freeze writes the same manifest to a file.
+    for args in (["migrate"], ["freeze", "--output", str(path)]):
+        subprocess.run(
+            [sys.executable, "-m", "entrypoint", *args],
+            env={**env, "ENTRYPOINT_HEALTH_PORT": "0"},
+            cwd=SQUASHPROJ,
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+    oracle = Oracle(env, SQUASHPROJ)
     conn = pg.connect()
-    # The audit table every run of the entrypoint creates, with no run in it.
-    conn.execute(create_table_sql("postgresql"))
 
     class Agreement:
         frozen = manifest.load(str(path))
@@ -538,7 +486,8 @@ def agreement(pg_server: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
         def answers(self, rows: set[Node]) -> tuple[list[Node], bool, Verdict]:
             """Record exactly ``rows``, then ask Django (plan, history consistent) and the fast
-            path."""
+            path, which says the same with the manifest ``freeze`` wrote and with the one a run
+            recorded in the database."""
             with conn.transaction():
                 conn.execute("DELETE FROM django_migrations")
                 with conn.cursor() as cursor:
@@ -547,6 +496,13 @@ def agreement(pg_server: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
                         sorted(rows),
                     )
             verdict = fastcheck.verify(self.frozen, self.values, ("default",))
+            stored = fastcheck.verify_stored("squashproj.settings", self.values, ("default",))
+            assert (stored.nothing_to_do, stored.reason, stored.doubt) == (
+                verdict.nothing_to_do,
+                verdict.reason,
+                verdict.doubt,
+            )
+            assert stored.source == ("database" if stored.nothing_to_do else "file")
             plan, consistent = oracle.plan()
             return plan, consistent, verdict
 
@@ -684,3 +640,150 @@ def test_a_frozen_manifest_reads_back_unchanged(agreement: Any) -> None:
     """What freeze writes, load reads back to the same manifest."""
     again = manifest.from_json(json.loads(manifest.dumps(agreement.frozen)))
     assert again == agreement.frozen
+
+
+# --- apps as Django's loader sees them -----------------------------------------------------------
+
+LOADERPROJ = TESTS / "projects" / "loaderproj"
+
+
+@pytest.fixture
+def loader_project(tmp_path: Path) -> Path:
+    """A private copy of the loader project (one app of each kind the loader tells apart)."""
+    copy = tmp_path / "loaderproj"
+    shutil.copytree(LOADERPROJ, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    return copy
+
+
+def loader_env(
+    launcher: Launcher, project: Path, pg_db: PgDatabase, **extra: str
+) -> dict[str, str]:
+    """The environment of an entrypoint process on (a copy of) the loader project."""
+    return launcher.env(
+        PYTHONPATH=os.pathsep.join([str(project), str(REPO)]),
+        DJANGO_SETTINGS_MODULE="loaderproj.settings",
+        LOADERPROJ_DATABASES=json.dumps({"default": pg_db.django()}),
+        **extra,
+    )
+
+
+@pytest.fixture
+def loader_frozen(
+    launcher: Launcher, loader_project: Path, pg_db: PgDatabase, tmp_path: Path
+) -> dict[str, str]:
+    """The loader project migrated and frozen: its environment with the manifest set."""
+    env = loader_env(launcher, loader_project, pg_db)
+    assert run_in(launcher, loader_project, ["migrate"], env).popen.returncode == 0
+    path = tmp_path / "loader-manifest.json"
+    proc = run_in(launcher, loader_project, ["freeze", "--output", str(path)], env)
+    assert proc.popen.returncode == 0, proc.stderr()
+    return {**env, "ENTRYPOINT_MANIFEST": str(path)}
+
+
+def test_apps_without_migrations_are_told_apart_as_djangos_loader_does(
+    launcher: Launcher, loader_project: Path, loader_frozen: dict[str, str]
+) -> None:
+    """A plain ``migrations.py`` module, a namespace ``migrations`` directory, an app that
+    MIGRATION_MODULES turns off and one without the module are all unmigrated, as Django's
+    loader has them: the manifest holds only the one real migration, records the plain module
+    as a file (its presence is no doubt) and what would give the others a package, and the next
+    start takes the fast path."""
+    data = json.loads(Path(loader_frozen["ENTRYPOINT_MANIFEST"]).read_text())
+    assert sorted((m["app"], m["name"]) for m in data["migrations"]) == [
+        ("keeper", "0001_initial"),
+        ("keeper", "0002_item_note"),
+    ]
+    assert data["settings"]["swappable"] == {"KEEPER_ITEM_MODEL": "keeper.Item"}
+    assert [p["app"] for p in data["packages"]] == ["keeper"]
+    files = {f["path"] for f in data["files"]}
+    assert str(loader_project / "plainmod" / "migrations.py") in files
+    absent = set(data["absent"])
+    for path in (
+        "plainmod/migrations/__init__.py",
+        "nsapp/migrations/__init__.py",
+        "bare/migrations/__init__.py",
+        "bare/migrations.py",
+        "keeper/apps.py",
+    ):
+        assert str(loader_project / path) in absent, path
+    assert not [p for p in absent if "/offapp/migrations" in p]
+    assert not [p for p in absent if p.endswith("plainmod/migrations.py")]
+    proc = run_in(launcher, loader_project, ["migrate"], loader_frozen)
+    assert proc.popen.returncode == 0, proc.stderr()
+    assert events_named(proc, "fast_path_skipped") == []
+    assert events_named(proc, "ready")[0]["fast_path"] is True
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        pytest.param(
+            "nsapp/migrations/__init__.py",
+            "{path} appeared since the manifest was written",
+            id="ns",
+        ),
+        pytest.param(
+            "bare/migrations/__init__.py",
+            "{path} appeared since the manifest was written",
+            id="bare",
+        ),
+        pytest.param(
+            "plainmod/migrations/__init__.py",
+            "{path} appeared since the manifest was written",
+            id="plain-to-package",
+        ),
+        pytest.param(
+            "plainmod/migrations.py", "{path} changed since the manifest was written", id="plain"
+        ),
+        pytest.param(
+            "keeper/apps.py", "{path} appeared since the manifest was written", id="app-config"
+        ),
+        pytest.param("MIGRATION_MODULES", "MIGRATION_MODULES differs from the manifest's", id="mm"),
+    ],
+)
+def test_what_would_change_an_unmigrated_app_sends_the_start_to_the_full_path(
+    launcher: Launcher,
+    loader_project: Path,
+    loader_frozen: dict[str, str],
+    change: str,
+    reason: str,
+) -> None:
+    """A package that appears where the loader found none (in a namespace directory, in an app
+    without the module, beside a plain ``migrations.py``, which a package then shadows), an
+    edited plain module, a new app config (its label may differ) or MIGRATION_MODULES no longer
+    turning an app off: each is a doubt naming the cause, and the full path decides."""
+    env = dict(loader_frozen)
+    path = loader_project / change
+    if change == "MIGRATION_MODULES":
+        env["LOADERPROJ_MIGRATION_MODULES"] = "{}"
+    elif change.endswith("__init__.py"):
+        path.parent.mkdir(exist_ok=True)
+        path.write_text("")
+    elif change == "keeper/apps.py":
+        path.write_text(
+            "from django.apps import AppConfig\n\n\nclass KeeperConfig(AppConfig):\n"
+            "    name = 'keeper'\n"
+        )
+    else:
+        path.write_text(path.read_text() + "MIGRATIONS_SEEN = 1\n")
+    proc = run_in(launcher, loader_project, ["migrate"], env)
+    assert proc.popen.returncode == 0, proc.stderr()
+    [skipped] = events_named(proc, "fast_path_skipped")
+    assert (skipped["level"], skipped["reason"]) == ("warning", reason.format(path=path))
+    assert "fast_path" not in events_named(proc, "ready")[0]
+
+
+def test_freeze_refuses_a_migrations_module_that_does_not_import(
+    launcher: Launcher, loader_project: Path, pg_db: PgDatabase, tmp_path: Path
+) -> None:
+    """An explicit MIGRATION_MODULES entry naming a module that does not exist: migrate's own
+    loader refuses it, and so does freeze, with one line and exit 64."""
+    env = loader_env(
+        launcher, loader_project, pg_db, LOADERPROJ_MIGRATION_MODULES='{"keeper": "keeper.gone"}'
+    )
+    proc = run_in(launcher, loader_project, ["freeze", "--output", str(tmp_path / "m.json")], env)
+    assert proc.popen.returncode == 64
+    assert proc.error_lines() == [
+        f"{PREFIX}a migrations module does not import (No module named 'keeper.gone'); fix "
+        "MIGRATION_MODULES or the app, as migrate needs it too"
+    ]

@@ -544,10 +544,12 @@ def recorded(db: MySQLDatabase) -> list[tuple[str, str]]:
 
 def test_audit_rows_and_history_on_mariadb(launcher: Launcher, mysql_db: MySQLDatabase) -> None:
     """The audit table is created on MariaDB: a run is one `succeeded` row whose applied list
-    matches django_migrations, a run with nothing pending one more row; `history --format json`
-    lists them newest first with UTC times."""
+    matches django_migrations, a run on the full path with nothing pending (no manifest recorded
+    for the fast path) one more row; `history --format json` lists them newest first with UTC
+    times."""
     env = launcher.env({"default": mysql_db.django()}, ENTRYPOINT_RELEASE="v7")
     first = launcher.run(["migrate"], env)
+    mysql_db.query("DELETE FROM entrypoint_manifest")
     second = launcher.run(["migrate"], env)
     assert (first.popen.returncode, second.popen.returncode) == (0, 0), first.stderr()
     done, noop = runs(mysql_db)

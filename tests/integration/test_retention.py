@@ -81,6 +81,12 @@ def fill(backend: Backend) -> None:
         )
 
 
+def forget_manifest(query: Callable[..., list[Any]]) -> None:
+    """Drop the manifests earlier runs stored, so that the next run holds the lock: a start of
+    unchanged code takes the fast path, which records and prunes nothing."""
+    query("DELETE FROM entrypoint_manifest")
+
+
 def seqs(backend: Backend) -> list[int]:
     """The sequence numbers left in the table."""
     return [
@@ -99,6 +105,7 @@ def test_the_holder_keeps_the_last_runs_and_every_run_that_matters(
     env = launcher.env({"default": backend.entry})
     assert launcher.run(["migrate"], env).popen.returncode == 0
     fill(backend)
+    forget_manifest(backend.query)
     proc = launcher.run(["migrate"], {**env, "ENTRYPOINT_HISTORY_KEEP": "5"})
     assert proc.popen.returncode == 0, proc.stderr()
     # The newest five: 26..29 and the run's own row, 30. Of 10..25, every one went.
@@ -114,6 +121,7 @@ def test_the_holder_keeps_the_last_runs_and_every_run_that_matters(
         "(16 earlier runs are no longer recorded on database 'default': pruned under "
         "ENTRYPOINT_HISTORY_KEEP, which only lets go of succeeded runs that changed nothing)"
     )
+    forget_manifest(backend.query)
     again = launcher.run(["migrate"], {**env, "ENTRYPOINT_HISTORY_KEEP": "5"})
     assert again.popen.returncode == 0
     assert seqs(backend)[-5:] == [27, 28, 29, 30, 31]
@@ -127,16 +135,18 @@ def test_a_duration_keeps_what_is_younger_and_off_keeps_everything(
     ones and the newest; `off` prunes nothing."""
     path = tmp_path / "db.sqlite3"
     env = launcher.env({"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(path)}})
-    assert (
-        launcher.run(["migrate"], {**env, "ENTRYPOINT_HISTORY_KEEP": "off"}).popen.returncode == 0
-    )
-    assert (
-        launcher.run(["migrate"], {**env, "ENTRYPOINT_HISTORY_KEEP": "off"}).popen.returncode == 0
-    )
 
     def query(sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
         with sqlite3.connect(path) as conn:
             return conn.execute(sql.replace("%s", "?"), params).fetchall()
+
+    assert (
+        launcher.run(["migrate"], {**env, "ENTRYPOINT_HISTORY_KEEP": "off"}).popen.returncode == 0
+    )
+    forget_manifest(query)
+    assert (
+        launcher.run(["migrate"], {**env, "ENTRYPOINT_HISTORY_KEEP": "off"}).popen.returncode == 0
+    )
 
     backend = Backend("sqlite", {}, query, "2020-01-01T00:00:00.000000Z")
     for seq in (3, 4, 5):
@@ -145,9 +155,11 @@ def test_a_duration_keeps_what_is_younger_and_off_keeps_everything(
             "planned, applied) VALUES (%s, 'default', %s, 'migrate', 'succeeded', %s, '[]', '[]')",
             (f"old{seq}", seq, backend.moment),
         )
+    forget_manifest(query)
     off = launcher.run(["migrate"], {**env, "ENTRYPOINT_HISTORY_KEEP": "off"})
     assert off.popen.returncode == 0
     assert seqs(backend) == [1, 2, 3, 4, 5, 6]
+    forget_manifest(query)
     kept = launcher.run(["migrate"], {**env, "ENTRYPOINT_HISTORY_KEEP": "30d"})
     assert kept.popen.returncode == 0, kept.stderr()
     assert seqs(backend) == [1, 2, 6, 7]
@@ -162,6 +174,8 @@ def test_a_role_that_may_not_delete_keeps_its_rows_and_goes_on(
     env = launcher.env({"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(path)}})
     for _ in range(3):
         assert launcher.run(["migrate"], env).popen.returncode == 0
+        with sqlite3.connect(path) as conn:
+            conn.execute("DELETE FROM entrypoint_manifest")
     with sqlite3.connect(path) as conn:
         conn.execute(
             "CREATE TRIGGER no_delete BEFORE DELETE ON entrypoint_migration_run "

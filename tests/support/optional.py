@@ -3,7 +3,7 @@ its absence a failure instead of a skip.
 
 The README's test command (``pip install -e '.[test]' && python -m pytest``) runs on a machine
 with only Python: whatever needs more (the MySQL driver, a Docker engine, a Pushgateway binary,
-network namespaces, PgBouncer, kubectl) is skipped with a reason that says how to get it. CI
+network namespaces, PgBouncer, kubectl, the packages of the real-apps project) is skipped with a reason that says how to get it. CI
 sets each ``TEST_<PART>_REQUIRED=1`` (``.ci/run``), so a missing part fails there instead of
 hiding.
 
@@ -49,6 +49,37 @@ class Part:
 def _mysqlclient() -> str | None:
     if importlib.util.find_spec("MySQLdb") is None:
         return "the MySQL driver mysqlclient is not installed"
+    return None
+
+
+#: The import names of the realapps extra's packages (pyproject.toml), checked before its tests.
+REALAPPS_MODULES = (
+    "django_prometheus",
+    "taggit",
+    "mptt",
+    "django_filters",
+    "rest_framework",
+    "storages",
+    "social_django",
+    "django_rq",
+    "django_celery_beat",
+    "django_celery_results",
+    "allauth",
+    "guardian",
+    "simple_history",
+    "reversion",
+    "axes",
+    "oauth2_provider",
+    "django_otp",
+    "waffle",
+    "constance",
+)
+
+
+def _realapps() -> str | None:
+    missing = [name for name in REALAPPS_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        return f"{', '.join(missing[:3])}{' and more' if len(missing) > 3 else ''} not installed"
     return None
 
 
@@ -117,6 +148,12 @@ PARTS = {
             "PgBouncer",
             _binary("pgbouncer"),
             "apt-get install pgbouncer",
+        ),
+        Part(
+            "realapps",
+            "the realapps extra",
+            _realapps,
+            "pip install -e '.[test,realapps]'",
         ),
     )
 }

@@ -111,3 +111,30 @@ def test_an_unknown_holder_is_worded_as_another_session() -> None:
     backend = FakeBackend(busy=10_000, holder=None)
     with pytest.raises(LockTimeout, match="is still held by another session after 1s"):
         acquire(backend, 1, clock=backend.clock, jitter=upper)
+
+
+def test_a_wait_ends_without_the_lock_once_it_is_no_longer_needed() -> None:
+    """``settled`` is asked after each wait for the release while the lock is not held; once it
+    says the work is done (the holder migrated everything), the wait ends without taking the
+    lock and without another try."""
+    backend = FakeBackend(busy=10)
+    backend.held = False  # type: ignore[attr-defined]
+    asked: list[float] = []
+
+    def settled() -> bool:
+        asked.append(backend.now)
+        return len(asked) == 2
+
+    result = acquire(backend, 60, clock=backend.clock, jitter=upper, settled=settled)
+    assert result is None
+    assert backend.tries == 2
+    assert len(asked) == 2
+
+
+def test_a_wait_that_is_still_needed_goes_on_to_take_the_lock() -> None:
+    """Work is left when the holder releases: the next try takes the lock as usual."""
+    backend = FakeBackend(busy=2)
+    backend.held = False  # type: ignore[attr-defined]
+    waited = acquire(backend, 60, clock=backend.clock, jitter=upper, settled=lambda: False)
+    assert waited is not None
+    assert backend.tries == 3

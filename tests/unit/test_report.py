@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import structlog.testing
-
 from entrypoint.engine import events
 from entrypoint.health.state import RunPhase
+from entrypoint.log import capture_events
 from entrypoint.pipeline.report import Reporter
 
 
@@ -24,7 +23,7 @@ class Sink:
 def test_an_applied_migration_is_logged_and_counted_by_health() -> None:
     """A typed event is logged under its name and level, and forwarded in health's words."""
     sink = Sink()
-    with structlog.testing.capture_logs() as logs:
+    with capture_events() as logs:
         Reporter(health=sink).emit(events.Succeeded("default", "shop", "0002", seconds=0.25))
     assert logs == [
         {
@@ -46,7 +45,7 @@ def test_an_applied_migration_is_logged_and_counted_by_health() -> None:
 
 def test_a_failed_migration_is_an_error_without_its_unset_fields() -> None:
     """``partial`` is left out when the database could tell nothing of it."""
-    with structlog.testing.capture_logs() as logs:
+    with capture_events() as logs:
         Reporter().emit(
             events.Failed("default", "shop", "0003", error="ProgrammingError", seconds=0.1)
         )
@@ -57,7 +56,7 @@ def test_a_failed_migration_is_an_error_without_its_unset_fields() -> None:
 def test_a_started_migration_is_only_logged() -> None:
     """Health hears of phases and outcomes, not of every start."""
     sink = Sink()
-    with structlog.testing.capture_logs():
+    with capture_events():
         Reporter(health=sink).emit(events.Started("default", "shop", "0002", atomic=True))
     assert sink.sent == []
 
@@ -67,9 +66,9 @@ def test_ready_is_logged_once_and_turns_readiness() -> None:
     and the health message."""
     sink = Sink()
     reporter = Reporter(health=sink)
-    with structlog.testing.capture_logs() as logs:
+    with capture_events() as logs:
         reporter.phase(RunPhase.MIGRATING, "default")
-        reporter.ready(0, 0.0123, fast_path=True, files=12)
+        reporter.ready(0, 0.0123, fast_path=True, files=12, manifest="database")
     assert logs == [
         {
             "event": "ready",
@@ -78,6 +77,7 @@ def test_ready_is_logged_once_and_turns_readiness() -> None:
             "seconds": 0.012,
             "fast_path": True,
             "files": 12,
+            "manifest": "database",
         }
     ]
     assert sink.sent == [("phase", {"phase": "migrating", "database": "default"}), ("ready", {})]

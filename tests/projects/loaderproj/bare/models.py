@@ -1,0 +1,1 @@
+"""An app with no migrations module at all."""

@@ -1,0 +1,1 @@
+"""No models: its migrations directory is a namespace package."""

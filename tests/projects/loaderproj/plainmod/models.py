@@ -1,0 +1,1 @@
+"""An app with no models and no migrations."""
