@@ -19,11 +19,14 @@ things keep that honest on a database that is behind the plan:
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from entrypoint.db.reasons import first_line
+from entrypoint.log import get_logger
 from entrypoint.plan.statements import is_read_only, read, shown
 from entrypoint.plan.types import ColumnBefore, OperationSQL
 
@@ -89,8 +92,25 @@ class Collector:
 
 
 def collector_for(connection: Any) -> Collector | None:
-    """A collector on ``connection``, or None where its SQL is not read (SQLite, ...)."""
-    return Collector(connection) if connection.vendor in VENDORS else None
+    """A collector on ``connection``, or None where its SQL is not read (SQLite, and MySQL
+    without its SQL reader, which is said once on the log)."""
+    vendor = str(connection.vendor)
+    if vendor not in VENDORS:
+        return None
+    if vendor == "mysql" and importlib.util.find_spec("sqlglot") is None:
+        _say_unread()
+        return None
+    return Collector(connection)
+
+
+@cache
+def _say_unread() -> None:
+    get_logger().warning(
+        "sql_not_read",
+        vendor="mysql",
+        reason="sqlglot is not installed; operations are judged without their SQL",
+        fix="pip install 'django-entrypoint[mysql]'",
+    )
 
 
 @contextmanager

@@ -49,6 +49,8 @@ class Part:
 def _mysqlclient() -> str | None:
     if importlib.util.find_spec("MySQLdb") is None:
         return "the MySQL driver mysqlclient is not installed"
+    if importlib.util.find_spec("sqlglot") is None:
+        return "sqlglot, which reads MySQL statements, is not installed"
     return None
 
 

@@ -1478,7 +1478,7 @@ def test_run_sql_creating_an_index_concurrently_is_pre_deploy_without_a_mark(
         assert caution in planned.reasons[1]
 
 
-@pytest.mark.parametrize("vendor", ["postgresql", "mysql"])
+@pytest.mark.parametrize("vendor", ["postgresql", pytest.param("mysql", marks=pytest.mark.mysql)])
 def test_run_sql_dropping_a_column_is_post_deploy_without_a_mark(vendor: str) -> None:
     """A RunSQL with DROP COLUMN is post-deploy, and the reason names the statement."""
     statement = "ALTER TABLE shop_product DROP COLUMN note"
@@ -1646,6 +1646,7 @@ def test_postgres_lock_notes_are_read_from_the_statements(
 MYSQL_8 = Server("mysql", version=(8, 0, 36))
 
 
+@pytest.mark.mysql
 @pytest.mark.parametrize(
     ("statement", "columns", "effects"),
     [
