@@ -164,6 +164,8 @@ def test_the_readme_example_command_serves_the_example_project(
     env = launcher.env(ENTRYPOINT_HEALTH_PORT="0")
     env.pop("DJANGO_SETTINGS_MODULE")
     env["PYTHONPATH"] = str(REPO)
+    # The README runs it in the activated venv, where `python` is this interpreter.
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     example = tmp_path / "example"
     shutil.copytree(
         REPO / "docker" / "example",
