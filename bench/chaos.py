@@ -524,6 +524,10 @@ def one_round(soak: Soak, number: int, fault: str, rng: random.Random, work: Pat
             f"{clean.popen.returncode}",
             flush=True,
         )
+        for replica in replicas:
+            if replica.popen.returncode not in EXPECTED_EXITS:
+                last = (replica.error_lines() or ["(no error line)"])[-1]
+                print(f"    exit {replica.popen.returncode}: {last[:300]}", flush=True)
     finally:
         for replica in replicas:
             if replica.popen.poll() is None:
@@ -540,6 +544,11 @@ def _wait(condition: Callable[[], Any], timeout: float) -> Any:
             return found
         time.sleep(0.01)
     return None
+
+
+#: The exits a replica may have under the faults: ready, stopped at an interrupted non-atomic
+#: migration, lost lock, SIGTERM, SIGKILL. Any other is printed with its error line.
+EXPECTED_EXITS = frozenset({0, 70, 75, 143, -9})
 
 
 def main() -> int:
