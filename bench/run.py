@@ -827,7 +827,7 @@ def main() -> int:
         parser.error(f"unknown benchmark {unknown[0]}; choose from {', '.join(BENCHMARKS)}")
     started = time.time()
     meta: dict[str, Any] = {
-        "command": " ".join(["python", "bench/run.py", *sys.argv[1:]]),
+        "command": " ".join(["python", "-m", "bench.run", *sys.argv[1:]]),
         "python": sys.version.split()[0],
         "cpus": os.cpu_count(),
         "load_before": load_average(),

@@ -62,20 +62,24 @@ class Collector:
         connection = self.connection
         self._connect()
         after = state.clone()
+        moved = None
         editor = None
         try:
             operation.state_forwards(app, after)
+            moved = after
             with _guarded(connection, state), _without_server(connection, self.offline):
                 editor = connection.schema_editor(collect_sql=True, atomic=False)
                 with editor:
                     operation.database_forwards(app, editor, state, after)
         except _Refused as refused:
             why = f"collecting it would run {shown(refused.sql)!r} on the database"
-            return OperationSQL(vendor, failure=why)
+            return OperationSQL(vendor, failure=why, after=moved)
         except Exception as exc:  # an operation's own code may raise anything
-            return OperationSQL(vendor, failure=f"collecting it failed: {first_line(exc)}")
+            why = f"collecting it failed: {first_line(exc)}"
+            return OperationSQL(vendor, failure=why, after=moved)
         statements = tuple(str(sql) for sql in editor.collected_sql)
-        return OperationSQL(vendor, statements, columns=_columns(statements, state, connection))
+        columns = _columns(statements, state, connection)
+        return OperationSQL(vendor, statements, columns=columns, after=after)
 
     def _connect(self) -> None:
         """Open the connection where one can be (quoting a default may need it); a plan made

@@ -145,7 +145,11 @@ def classify_plan(
         # A database with nothing applied takes every migration as pre-deploy anyway.
         collect=None if fresh else collect,
     )
-    return [_classify_migration(migration, state, created) for migration, _ in plan]
+    planned = []
+    for migration, _ in plan:
+        verdict, state = _classify_migration(migration, state, created)
+        planned.append(verdict)
+    return planned
 
 
 def _state_before(keys: list[Node], loader: Any) -> ProjectState:
@@ -166,7 +170,9 @@ def _state_before(keys: list[Node], loader: Any) -> ProjectState:
 
 def _classify_migration(
     migration: Migration, state: ProjectState, created: _Plan
-) -> PlannedMigration:
+) -> tuple[PlannedMigration, ProjectState]:
+    """The migration's verdict, and the project state after it (``state`` moved on, or the
+    state its last collection left)."""
     app = migration.app_label
     verdicts = []
     locks: list[LockNote] = []
@@ -186,7 +192,10 @@ def _classify_migration(
                 new_tables=created.tables,
             )
             locks += [replace(note, operation=index) for note in found]
-        operation.state_forwards(app, state)
+        if sql is not None and sql.after is not None:
+            state = sql.after
+        else:
+            operation.state_forwards(app, state)
     reversible, _ = migration_reversible(migration)
     mark = migration_mark(migration, created.overrides)
     post = [v.reason for v in verdicts if v.phase is DeployPhase.POST_DEPLOY]
@@ -208,7 +217,7 @@ def _classify_migration(
         phase, marked_by = DeployPhase.PRE_DEPLOY, None
         reasons = (_summary(verdicts), *(v.reason for v in verdicts if v.caution))
         needs_mark = False
-    return PlannedMigration(
+    planned = PlannedMigration(
         app=app,
         name=migration.name,
         phase=phase,
@@ -220,6 +229,7 @@ def _classify_migration(
         operations=tuple(verdicts),
         locks=tuple(locks),
     )
+    return planned, state
 
 
 def _summary(verdicts: list[OperationPhase]) -> str:

@@ -95,6 +95,10 @@ class OperationSQL(NamedTuple):
     failure: str | None = None
     #: The columns the statements name, as they are before the operation: (table, column).
     columns: Mapping[tuple[str, str], ColumnBefore] = {}
+    #: The project state after the operation, as collecting moved a copy on (None when it did
+    #: not get that far): the classifier goes on from it instead of moving its own on again,
+    #: which on a rendered state reloads the models twice per operation.
+    after: Any = None
 
 
 #: Collects one operation's SQL: (operation, app label, project state just before it).
