@@ -17,7 +17,7 @@ the lock (:meth:`Backend.verify`), which sessions an earlier run still has on th
 
 from __future__ import annotations
 
-import random
+import os
 import time
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
@@ -27,6 +27,13 @@ from entrypoint.errors import LockTimeout
 FIRST_RETRY = 0.05
 MAX_RETRY = 1.0
 REPORT_EVERY = 5.0
+
+
+def uniform(low: float, high: float) -> float:
+    """A point drawn evenly from ``[low, high]``, for spreading retries (waiters that would
+    otherwise wake together); from ``os.urandom``, which a waiter has loaded already, where
+    ``random`` would be one more module to import before it parks."""
+    return low + (high - low) * int.from_bytes(os.urandom(2), "big") / 0xFFFF
 
 
 class Lost(Exception):
@@ -118,7 +125,7 @@ def acquire(
     timeout: float,
     *,
     clock: Callable[[], float] = time.monotonic,
-    jitter: Callable[[float, float], float] = random.uniform,
+    jitter: Callable[[float, float], float] = uniform,
     on_wait: Callable[[Waiting], None] | None = None,
     report_every: float = REPORT_EVERY,
     progress: Callable[[], Any] | None = None,

@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from entrypoint import locks
@@ -23,18 +22,34 @@ if TYPE_CHECKING:
     from entrypoint.pipeline.fence import Watchdog
 
 
-@dataclass
 class Held:
-    """The migration lock of one database, held by this run."""
+    """The migration lock of one database, held by this run.
 
-    alias: str
-    lock: Backend
-    #: Seconds waited for the lock.
-    waited: float
-    watchdog: Watchdog
-    #: When (on ``clock``) ENTRYPOINT_LOCK_TIMEOUT ends: the bound for fencing an earlier run.
-    deadline: float
-    report: Callable[..., None]
+    Plain classes here rather than dataclasses: a replica that finds the lock held imports this
+    module before it parks, and ``dataclasses`` (with ``inspect``) would be most of its cost.
+    """
+
+    __slots__ = ("alias", "deadline", "lock", "report", "waited", "watchdog")
+
+    def __init__(
+        self,
+        alias: str,
+        lock: Backend,
+        *,
+        waited: float,
+        watchdog: Watchdog,
+        deadline: float,
+        report: Callable[..., None],
+    ) -> None:
+        self.alias = alias
+        self.lock = lock
+        #: Seconds waited for the lock.
+        self.waited = waited
+        self.watchdog = watchdog
+        #: When (on ``clock``) ENTRYPOINT_LOCK_TIMEOUT ends: the bound for fencing an earlier
+        #: run.
+        self.deadline = deadline
+        self.report = report
 
     def confirm(self) -> None:
         """Raise :class:`~entrypoint.locks.base.Lost` unless the lock is still held."""
@@ -54,21 +69,25 @@ class Held:
         )
 
 
-@dataclass
 class Taken:
     """A migration lock taken before Django was set up (by a light waiter, or by a start the
     fast path sent on), for :func:`holding` to take over."""
 
-    alias: str
-    lock: Backend
-    #: Seconds waited for the lock.
-    waited: float
-    #: When (on the holding clock) the wait began.
-    began: float
-    #: Whether another session held the lock when it was first tried.
-    contended: bool
-    #: Set when :func:`holding` took it over (and with it the release).
-    owned: bool = False
+    __slots__ = ("alias", "began", "contended", "lock", "owned", "waited")
+
+    def __init__(
+        self, alias: str, lock: Backend, waited: float, began: float, contended: bool
+    ) -> None:
+        self.alias = alias
+        self.lock = lock
+        #: Seconds waited for the lock.
+        self.waited = waited
+        #: When (on the holding clock) the wait began.
+        self.began = began
+        #: Whether another session held the lock when it was first tried.
+        self.contended = contended
+        #: Set when :func:`holding` took it over (and with it the release).
+        self.owned = False
 
     def drop(self, reporter: Reporter) -> None:
         """Release and close the lock unless :func:`holding` took it over; idempotent."""
@@ -179,7 +198,12 @@ def holding(
 
         with Watchdog(lock, on_lost=on_lost) as watchdog:
             held = Held(
-                alias, lock, waited, watchdog, began + settings.lock_timeout, reporter.event
+                alias,
+                lock,
+                waited=waited,
+                watchdog=watchdog,
+                deadline=began + settings.lock_timeout,
+                report=reporter.event,
             )
             try:
                 yield held

@@ -17,7 +17,6 @@ types, permissions) may finish that a moment after this run goes on.
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from entrypoint.db.reasons import first_line
 from entrypoint.db.targets import Target
 from entrypoint.errors import DatabaseUnavailable, MigrationsMissing
 from entrypoint.health.phases import RunPhase
+from entrypoint.locks.base import uniform
 from entrypoint.pipeline.report import Reporter
 from entrypoint.plan.types import Node, dotted
 
@@ -61,7 +61,7 @@ def wait_until_present(
     deadline: float,
     *,
     clock: Callable[[], float] = time.monotonic,
-    jitter: Callable[[float, float], float] = random.uniform,
+    jitter: Callable[[float, float], float] = uniform,
     on_wait: Callable[[Waiting], None] | None = None,
     report_every: float = REPORT_EVERY,
 ) -> float:
