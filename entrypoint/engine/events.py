@@ -32,104 +32,87 @@ class Event:
 
 
 @dataclass(frozen=True)
-class Started(Event):
-    """A migration starts (before its transaction opens)."""
+class MigrationEvent(Event):
+    """An event about one migration of one database: these three fields come first."""
 
-    name: ClassVar[str] = "migration_started"
     database: str
     app: str
     migration: str
+
+    def named(self) -> dict[str, Any]:
+        """The migration as the health server names it."""
+        return {"database": self.database, "app": self.app, "name": self.migration}
+
+
+@dataclass(frozen=True)
+class Started(MigrationEvent):
+    """A migration starts (before its transaction opens)."""
+
+    name: ClassVar[str] = "migration_started"
     atomic: bool
 
 
 @dataclass(frozen=True)
-class Succeeded(Event):
+class Succeeded(MigrationEvent):
     """A migration was applied (its transaction committed, its row recorded)."""
 
     name: ClassVar[str] = "migration_applied"
-    database: str
-    app: str
-    migration: str
     seconds: float
 
     def health(self) -> tuple[str, dict[str, Any]]:
         """Counted and timed by the metrics."""
-        return "migration_applied", {
-            "database": self.database,
-            "app": self.app,
-            "name": self.migration,
-            "seconds": self.seconds,
-        }
+        return "migration_applied", {**self.named(), "seconds": self.seconds}
 
 
 @dataclass(frozen=True)
-class Failed(Event):
+class Failed(MigrationEvent):
     """A migration raised. ``partial`` (databases without transactional DDL only): whether any
     statement of its own had changed something before the error."""
 
     name: ClassVar[str] = "migration_failed"
     level: ClassVar[str] = "error"
-    database: str
-    app: str
-    migration: str
     error: str
     seconds: float
     partial: bool | None = None
 
     def health(self) -> tuple[str, dict[str, Any]]:
         """Counted by the metrics; readiness names the migration."""
-        return "migration_failed", {
-            "database": self.database,
-            "app": self.app,
-            "name": self.migration,
-        }
+        return "migration_failed", self.named()
 
 
 @dataclass(frozen=True)
-class Retried(Event):
+class Retried(MigrationEvent):
     """A migration that hit the DDL lock timeout and left nothing behind is tried again."""
 
     name: ClassVar[str] = "migration_retry"
     level: ClassVar[str] = "warning"
-    database: str
-    app: str
-    migration: str
     attempt: int
     retries: int
     delay: float
 
 
 @dataclass(frozen=True)
-class UnapplyStarted(Event):
+class UnapplyStarted(MigrationEvent):
     """A migration starts being unapplied (rollback)."""
 
     name: ClassVar[str] = "migration_unapply_started"
-    database: str
-    app: str
-    migration: str
     atomic: bool
 
 
 @dataclass(frozen=True)
-class Unapplied(Event):
+class Unapplied(MigrationEvent):
     """A migration was unapplied."""
 
     name: ClassVar[str] = "migration_unapplied"
-    database: str
-    app: str
-    migration: str
     seconds: float
 
 
 @dataclass(frozen=True)
-class UnapplyFailed(Event):
+class UnapplyFailed(MigrationEvent):
     """Unapplying a migration raised."""
 
     name: ClassVar[str] = "migration_unapply_failed"
     level: ClassVar[str] = "error"
-    database: str
-    app: str
-    migration: str
     error: str
     seconds: float
 
