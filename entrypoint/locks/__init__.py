@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 __all__ = [
     "NoLock",
     "Polling",
+    "Sessionless",
     "configured_lock",
     "listener",
     "lock_key",
@@ -31,7 +32,27 @@ __all__ = [
 SUPPORTED = ("postgresql", "sqlite", "mysql")
 
 
-class NoLock:
+class Sessionless:
+    """What a lock that no server session holds answers (none, or a lock file): it cannot be
+    lost, nothing arrives on it, and there is no session of an earlier run to find or end."""
+
+    def verify(self) -> None:
+        """Nothing to lose while this process lives."""
+
+    def quiet(self) -> bool:
+        """Nothing can arrive."""
+        return True
+
+    def run_sessions(self, run_id: str, alias: str) -> list[Session]:
+        """No server, no sessions."""
+        return []
+
+    def end_session(self, session: Session) -> str | None:
+        """Nothing to end."""
+        return None
+
+
+class NoLock(Sessionless):
     """No lock: ``ENTRYPOINT_LOCK=off``, or a database only this process can see."""
 
     losable = False
@@ -62,21 +83,6 @@ class NoLock:
 
     def close(self) -> None:
         """Nothing to close."""
-
-    def verify(self) -> None:
-        """Nothing to lose."""
-
-    def quiet(self) -> bool:
-        """Nothing can arrive."""
-        return True
-
-    def run_sessions(self, run_id: str, alias: str) -> list[Session]:
-        """Without a lock, no session is looked for."""
-        return []
-
-    def end_session(self, session: Session) -> str | None:
-        """Nothing to end."""
-        return None
 
     def read(self, query: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         """No connection to read through."""
@@ -193,6 +199,14 @@ def lock_of_entry(
         display=describe(vendor, dict(entry)),
     )
     params = mysql_params_of(entry) if vendor == "mysql" else postgres_params_of(entry)
+    return configured_lock(target, settings, run_id, params=params)
+
+
+def configured_lock(
+    target: Target, settings: Settings, run_id: str, params: dict[str, Any] | None = None
+) -> Backend:
+    """The lock for one target as the run's settings configure it (ENTRYPOINT_LOCK_*);
+    ``params``: its connection's, when known already (else read from Django's settings)."""
     return make_lock(
         target,
         mode=settings.lock_mode,
@@ -200,15 +214,4 @@ def lock_of_entry(
         lock_url=settings.lock_database_url,
         run_id=run_id,
         params=params,
-    )
-
-
-def configured_lock(target: Target, settings: Settings, run_id: str) -> Backend:
-    """The lock for one target as the run's settings configure it (ENTRYPOINT_LOCK_*)."""
-    return make_lock(
-        target,
-        mode=settings.lock_mode,
-        key_name=settings.lock_key,
-        lock_url=settings.lock_database_url,
-        run_id=run_id,
     )

@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from entrypoint.errors import ConfigError
-from entrypoint.locks.base import Session
+from entrypoint.locks import Sessionless
 
 
 def lock_path(database_path: str) -> str:
@@ -25,8 +25,9 @@ def lock_path(database_path: str) -> str:
     return f"{os.path.abspath(database_path)}.entrypoint.lock"
 
 
-class FileLock:
-    """Exclusive ``flock`` on the lock file beside the database."""
+class FileLock(Sessionless):
+    """Exclusive ``flock`` on the lock file beside the database (held by the open file, so it
+    cannot be lost while this process lives: :class:`~entrypoint.locks.Sessionless`)."""
 
     #: Whether the lock can be lost while this process lives (see :mod:`entrypoint.fence`).
     losable = False
@@ -88,21 +89,6 @@ class FileLock:
                 fcntl.flock(self.fd, fcntl.LOCK_UN)
             except OSError:
                 pass
-
-    def verify(self) -> None:
-        """A flock held by this process cannot be lost while the file stays open."""
-
-    def quiet(self) -> bool:
-        """Nothing arrives on a lock file."""
-        return True
-
-    def run_sessions(self, run_id: str, alias: str) -> list[Session]:
-        """None: a SQLite database has no server sessions."""
-        return []
-
-    def end_session(self, session: Session) -> str | None:
-        """Nothing to end."""
-        return None
 
     def read(self, query: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         """One query on the database file, opened read-only for it; empty on any error."""
