@@ -93,7 +93,20 @@ class _Failed(Exception):
         self.broken = broken
 
 
-class _Wire:
+class _Adapter:
+    """What both lock connections answer alike, of the client connection they wrap."""
+
+    conn: Any
+
+    @property
+    def closed(self) -> bool:
+        return bool(self.conn.closed)
+
+    def fileno(self) -> int:
+        return int(self.conn.fileno())
+
+
+class _Wire(_Adapter):
     """The lock connection through :mod:`entrypoint.db.wire` (no psycopg to import)."""
 
     def __init__(self, params: dict[str, Any], conn: Any = None) -> None:
@@ -134,18 +147,11 @@ class _Wire:
         except wire.ConnectFailed as exc:
             raise _Failed(str(exc), broken=True) from exc
 
-    @property
-    def closed(self) -> bool:
-        return bool(self.conn.closed)
-
-    def fileno(self) -> int:
-        return int(self.conn.fileno())
-
     def close(self) -> None:
         self.conn.close()
 
 
-class _Psycopg:
+class _Psycopg(_Adapter):
     """The lock connection through psycopg, for what only libpq does (a conninfo URL, client
     certificates, a password file, ...)."""
 
@@ -197,13 +203,6 @@ class _Psycopg:
             from entrypoint.db.reasons import connect_error_reason
 
             raise _Failed(connect_error_reason(exc), broken=True) from exc
-
-    @property
-    def closed(self) -> bool:
-        return bool(self.conn.closed)
-
-    def fileno(self) -> int:
-        return int(self.conn.fileno())
 
     def close(self) -> None:
         import psycopg
