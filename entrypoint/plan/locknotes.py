@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.db.models import NOT_PROVIDED
 
+from entrypoint.plan.sqljudge import MY_COPY, MY_REBUILD, PG_REWRITE, PG_SCAN, PG_UNIQUE
 from entrypoint.plan.state import (
     TEXT_FIELD,
     VARCHAR_FIELDS,
@@ -253,28 +254,14 @@ class _Context:
         return LockNote(effect, f"{type(self.op).__name__} {subject}: {what}")
 
 
-# What each effect means for the application, per server.
-_PG_REWRITE = (
-    "PostgreSQL rewrites the table and its indexes under an ACCESS EXCLUSIVE lock; reads and "
-    "writes wait until it is done"
-)
-_PG_SCAN = (
-    "PostgreSQL reads every row under an ACCESS EXCLUSIVE lock; reads and writes wait until it is "
-    "done"
-)
+# What each effect means for the application, per server (the rest in sqljudge.py).
 _PG_INDEX = (
     "CREATE INDEX blocks writes to the table until the index is built; AddIndexConcurrently in a "
     "non-atomic migration does not"
 )
-_PG_UNIQUE = (
-    "PostgreSQL builds the unique index under an ACCESS EXCLUSIVE lock; reads and writes wait "
-    "until it is built"
-)
 _PG_FOREIGN_KEY = (
     "PostgreSQL checks every row against the referenced table while writes to both tables wait"
 )
-_MY_COPY = "copies the table (ALGORITHM=COPY); writes wait until it is done"
-_MY_REBUILD = "rebuilds the table in place; reads and writes go on, but it takes as long as a copy"
 
 _DECIMAL = "django.db.models.DecimalField"
 _POSITIVE = frozenset(
@@ -329,35 +316,35 @@ def _add_field(ctx: _Context) -> list[LockNote]:
     if ctx.postgres:
         notes = []
         if stored:
-            what = f"a stored generated column; {_PG_REWRITE}"
+            what = f"a stored generated column; {PG_REWRITE}"
             notes.append(ctx.note(Effect.REWRITE, subject, what))
         elif expression_default:
-            what = f"a database default computed by an expression; if it is volatile, {_PG_REWRITE}"
+            what = f"a database default computed by an expression; if it is volatile, {PG_REWRITE}"
             notes.append(ctx.note(Effect.REWRITE, subject, what))
         if _column_check(field, ctx.server):
-            notes.append(ctx.note(Effect.SCAN, subject, f"a CHECK on the new column; {_PG_SCAN}"))
+            notes.append(ctx.note(Effect.SCAN, subject, f"a CHECK on the new column; {PG_SCAN}"))
         if field.unique and not field.primary_key:
-            notes.append(ctx.note(Effect.INDEX, subject, f"a unique column; {_PG_UNIQUE}"))
+            notes.append(ctx.note(Effect.INDEX, subject, f"a unique column; {PG_UNIQUE}"))
         elif indexed:
             notes.append(ctx.note(Effect.INDEX, subject, f"an indexed column; {_PG_INDEX}"))
         return notes
     if _has_foreign_key(field):
-        what = f"a FOREIGN KEY: with foreign_key_checks on, {ctx.server.name} {_MY_COPY}"
+        what = f"a FOREIGN KEY: with foreign_key_checks on, {ctx.server.name} {MY_COPY}"
         return [ctx.note(Effect.REWRITE, subject, what)]
     if stored or expression_default:
         kind = "a stored generated column" if stored else "a default computed by an expression"
-        return [ctx.note(Effect.REWRITE, subject, f"{kind}: {ctx.server.name} {_MY_COPY}")]
+        return [ctx.note(Effect.REWRITE, subject, f"{kind}: {ctx.server.name} {MY_COPY}")]
     if _column_check(field, ctx.server) and not ctx.server.mariadb:
-        what = f"a column with a CHECK constraint: MySQL {_MY_COPY}"
+        what = f"a column with a CHECK constraint: MySQL {MY_COPY}"
         return [ctx.note(Effect.REWRITE, subject, what)]
     if field.unique and not field.primary_key:
         # Django adds it with UNIQUE in the same ALTER TABLE, which cannot be instant.
-        what = f"a unique column, added with its index: {ctx.server.name} {_MY_REBUILD}"
+        what = f"a unique column, added with its index: {ctx.server.name} {MY_REBUILD}"
         return [ctx.note(Effect.REBUILD, subject, what)]
     if not ctx.server.at_least(mysql=(8, 0, 12), mariadb=(10, 3, 2)):
         what = (
             f"no instant ADD COLUMN before MySQL 8.0.12 / MariaDB 10.3.2: {ctx.server.name} "
-            f"{_MY_REBUILD}"
+            f"{MY_REBUILD}"
         )
         return [ctx.note(Effect.REBUILD, subject, what)]
     return []
@@ -371,8 +358,7 @@ def _remove_field(ctx: _Context) -> list[LockNote]:
     if ctx.server.at_least(mysql=(8, 0, 29), mariadb=(10, 4)):
         return []
     what = (
-        f"no instant DROP COLUMN before MySQL 8.0.29 / MariaDB 10.4: {ctx.server.name} "
-        f"{_MY_REBUILD}"
+        f"no instant DROP COLUMN before MySQL 8.0.29 / MariaDB 10.4: {ctx.server.name} {MY_REBUILD}"
     )
     return [ctx.note(Effect.REBUILD, ctx.label(op.model_name, op.name), what)]
 
@@ -451,11 +437,11 @@ def _alter_field(ctx: _Context) -> list[LockNote]:
     if ctx.postgres:
         if changed:
             also = " and the tables whose foreign keys point at it" if old.primary_key else ""
-            notes.append(ctx.note(Effect.REWRITE, subject, f"{changed}{also}; {_PG_REWRITE}"))
+            notes.append(ctx.note(Effect.REWRITE, subject, f"{changed}{also}; {PG_REWRITE}"))
         elif _retyped(old, new) and ctx.checked(op.model_name, op.name, old):
             # No rewrite, but the constraints on the column are added again, so validated again.
             what = (
-                f"changes the column type, so its CHECK constraints are validated again; {_PG_SCAN}"
+                f"changes the column type, so its CHECK constraints are validated again; {PG_SCAN}"
             )
             notes.append(ctx.note(Effect.SCAN, subject, what))
         elif collation and (old.db_index or old.unique or old.primary_key):
@@ -465,11 +451,11 @@ def _alter_field(ctx: _Context) -> list[LockNote]:
             )
             notes.append(ctx.note(Effect.INDEX, subject, what))
         if adds_not_null:
-            notes.append(ctx.note(Effect.SCAN, subject, f"SET NOT NULL; {_PG_SCAN}"))
+            notes.append(ctx.note(Effect.SCAN, subject, f"SET NOT NULL; {PG_SCAN}"))
         if key_change and new.primary_key:
-            notes.append(ctx.note(Effect.INDEX, subject, f"a new primary key; {_PG_UNIQUE}"))
+            notes.append(ctx.note(Effect.INDEX, subject, f"a new primary key; {PG_UNIQUE}"))
         elif adds_unique:
-            notes.append(ctx.note(Effect.INDEX, subject, f"adds a unique constraint; {_PG_UNIQUE}"))
+            notes.append(ctx.note(Effect.INDEX, subject, f"adds a unique constraint; {PG_UNIQUE}"))
         elif adds_index:
             notes.append(ctx.note(Effect.INDEX, subject, f"adds an index; {_PG_INDEX}"))
         if adds_key or readds_key:
@@ -479,17 +465,17 @@ def _alter_field(ctx: _Context) -> list[LockNote]:
         return notes
     name = ctx.server.name
     if changed:
-        notes.append(ctx.note(Effect.REWRITE, subject, f"{changed}: {name} {_MY_COPY}"))
+        notes.append(ctx.note(Effect.REWRITE, subject, f"{changed}: {name} {MY_COPY}"))
     elif key_change:
-        what = f"changes the primary key: {name} {_MY_REBUILD}"
+        what = f"changes the primary key: {name} {MY_REBUILD}"
         notes.append(ctx.note(Effect.REBUILD, subject, what))
     elif null_change:
         which = "NOT NULL" if adds_not_null else "NULL"
-        what = f"makes the column {which}: {name} {_MY_REBUILD}"
+        what = f"makes the column {which}: {name} {MY_REBUILD}"
         notes.append(ctx.note(Effect.REBUILD, subject, what))
     if adds_key or readds_key:
         verb = "adds" if adds_key else "drops and adds again"
-        what = f"{verb} its FOREIGN KEY: with foreign_key_checks on, {name} {_MY_COPY}"
+        what = f"{verb} its FOREIGN KEY: with foreign_key_checks on, {name} {MY_COPY}"
         notes.append(ctx.note(Effect.REWRITE, subject, what))
     return notes
 
@@ -544,11 +530,11 @@ def _add_constraint(ctx: _Context) -> list[LockNote]:
     if isinstance(constraint, CheckConstraint):
         if ctx.postgres:
             what = (
-                f"a CHECK constraint; {_PG_SCAN}; AddConstraintNotValid, then "
+                f"a CHECK constraint; {PG_SCAN}; AddConstraintNotValid, then "
                 "ValidateConstraint in a later migration, does not"
             )
             return [ctx.note(Effect.SCAN, subject, what)]
-        what = f"a CHECK constraint: {ctx.server.name} {_MY_COPY}"
+        what = f"a CHECK constraint: {ctx.server.name} {MY_COPY}"
         return [ctx.note(Effect.REWRITE, subject, what)]
     if not ctx.postgres:
         return []
@@ -562,9 +548,9 @@ def _add_constraint(ctx: _Context) -> list[LockNote]:
         )
         if as_index:  # Django creates these with CREATE UNIQUE INDEX
             return [ctx.note(Effect.INDEX, subject, _PG_INDEX)]
-        return [ctx.note(Effect.INDEX, subject, _PG_UNIQUE)]
+        return [ctx.note(Effect.INDEX, subject, PG_UNIQUE)]
     # An exclusion constraint builds its index under ACCESS EXCLUSIVE, like a unique one.
-    return [ctx.note(Effect.INDEX, subject, _PG_UNIQUE.replace("unique index", "index"))]
+    return [ctx.note(Effect.INDEX, subject, PG_UNIQUE.replace("unique index", "index"))]
 
 
 def _alter_together(ctx: _Context) -> list[LockNote]:
@@ -581,7 +567,7 @@ def _alter_together(ctx: _Context) -> list[LockNote]:
         return []
     columns = "; ".join(", ".join(group) for group in added)
     subject = f"{ctx.label(op.name)} ({columns})"
-    return [ctx.note(Effect.INDEX, subject, _PG_UNIQUE if key == "unique_together" else _PG_INDEX)]
+    return [ctx.note(Effect.INDEX, subject, PG_UNIQUE if key == "unique_together" else _PG_INDEX)]
 
 
 def _separate(ctx: _Context) -> list[LockNote]:

@@ -316,11 +316,13 @@ def _index_item(change: Change, vendor: str, atomic: bool) -> Item:
 #: (effect value, text) of one note; locknotes.py turns them into LockNote objects.
 Note = tuple[str, str]
 
-_PG_REWRITE = (
+# What each effect means for the application (the operation-level notes of locknotes.py share
+# these words).
+PG_REWRITE = (
     "PostgreSQL rewrites the table and its indexes under an ACCESS EXCLUSIVE lock; reads and "
     "writes wait until it is done"
 )
-_PG_SCAN = (
+PG_SCAN = (
     "PostgreSQL reads every row under an ACCESS EXCLUSIVE lock; reads and writes wait until it is "
     "done"
 )
@@ -328,7 +330,7 @@ _PG_INDEX = (
     "CREATE INDEX blocks writes to the table until the index is built; CREATE INDEX "
     "CONCURRENTLY in a non-atomic migration does not"
 )
-_PG_UNIQUE = (
+PG_UNIQUE = (
     "PostgreSQL builds the unique index under an ACCESS EXCLUSIVE lock; reads and writes wait "
     "until it is built"
 )
@@ -336,12 +338,12 @@ _PG_FOREIGN_KEY = (
     "PostgreSQL checks every row against the referenced table while writes to both tables wait; "
     "NOT VALID, then VALIDATE CONSTRAINT in a later migration, does not"
 )
-_PG_CHECK = f"{_PG_SCAN}; NOT VALID, then VALIDATE CONSTRAINT in a later migration, does not"
+_PG_CHECK = f"{PG_SCAN}; NOT VALID, then VALIDATE CONSTRAINT in a later migration, does not"
 _PG_VALIDATE = (
     "PostgreSQL reads every row under a SHARE UPDATE EXCLUSIVE lock; reads and writes go on"
 )
-_MY_COPY = "copies the table (ALGORITHM=COPY); writes wait until it is done"
-_MY_REBUILD = "rebuilds the table in place; reads and writes go on, but it takes as long as a copy"
+MY_COPY = "copies the table (ALGORITHM=COPY); writes wait until it is done"
+MY_REBUILD = "rebuilds the table in place; reads and writes go on, but it takes as long as a copy"
 
 
 def postgres_notes(change: Change, before: ColumnBefore | None) -> list[Note]:
@@ -353,11 +355,11 @@ def postgres_notes(change: Change, before: ColumnBefore | None) -> list[Note]:
         new = change.type
         if old is None or new is None:
             notes.append(
-                ("rewrite", f"{quoted}: unless the type is binary-coercible, {_PG_REWRITE}")
+                ("rewrite", f"{quoted}: unless the type is binary-coercible, {PG_REWRITE}")
             )
         elif not binary_coercible(old, new):
             notes.append(
-                ("rewrite", f"{quoted}: {old} to {new} is not binary-coercible; {_PG_REWRITE}")
+                ("rewrite", f"{quoted}: {old} to {new} is not binary-coercible; {PG_REWRITE}")
             )
         elif change.collation and before is not None and before.indexed:
             what = (
@@ -368,18 +370,18 @@ def postgres_notes(change: Change, before: ColumnBefore | None) -> list[Note]:
         elif before is not None and before.checked and old != new:
             what = (
                 f"{old} to {new} is binary-coercible, but its CHECK constraints are validated "
-                f"again; {_PG_SCAN}"
+                f"again; {PG_SCAN}"
             )
             notes.append(("scan", f"{quoted}: {what}"))
     elif act is Action.SET_NOT_NULL:
-        notes.append(("scan", f"{quoted}: {_PG_SCAN}"))
+        notes.append(("scan", f"{quoted}: {PG_SCAN}"))
     elif act is Action.ADD_COLUMN:
         if change.stored_generated:
-            notes.append(("rewrite", f"{quoted}: a stored generated column; {_PG_REWRITE}"))
+            notes.append(("rewrite", f"{quoted}: a stored generated column; {PG_REWRITE}"))
         elif change.default is Default.VOLATILE:
-            notes.append(("rewrite", f"{quoted}: a volatile default; {_PG_REWRITE}"))
+            notes.append(("rewrite", f"{quoted}: a volatile default; {PG_REWRITE}"))
         elif change.default is Default.UNKNOWN:
-            what = f"a default computed by a function; if it is volatile, {_PG_REWRITE}"
+            what = f"a default computed by a function; if it is volatile, {PG_REWRITE}"
             notes.append(("rewrite", f"{quoted}: {what}"))
         for constraint in change.constraints:
             notes += _pg_constraint_note(quoted, constraint, validated=True, inline=True)
@@ -391,7 +393,7 @@ def postgres_notes(change: Change, before: ColumnBefore | None) -> list[Note]:
     elif act is Action.CREATE_INDEX and not change.concurrently:
         notes.append(("index", f"{quoted}: {_PG_INDEX}"))
     elif act is Action.OTHER and change.detail in ("SetTableSpace", "SetLogged", "SetUnLogged"):
-        notes.append(("rewrite", f"{quoted}: {_PG_REWRITE}"))
+        notes.append(("rewrite", f"{quoted}: {PG_REWRITE}"))
     return notes
 
 
@@ -400,14 +402,14 @@ def _pg_constraint_note(
 ) -> list[Note]:
     # A constraint declared with a new column cannot be NOT VALID, so the hint is left out.
     if constraint is Constraint.CHECK and validated:
-        return [("scan", f"{quoted}: {_PG_SCAN if inline else _PG_CHECK}")]
+        return [("scan", f"{quoted}: {PG_SCAN if inline else _PG_CHECK}")]
     if constraint is Constraint.FOREIGN_KEY and validated:
         text = _PG_FOREIGN_KEY.split(";", maxsplit=1)[0] if inline else _PG_FOREIGN_KEY
         return [("scan", f"{quoted}: {text}")]
     if constraint in (Constraint.UNIQUE, Constraint.PRIMARY_KEY) and validated:
-        return [("index", f"{quoted}: {_PG_UNIQUE}")]
+        return [("index", f"{quoted}: {PG_UNIQUE}")]
     if constraint is Constraint.EXCLUSION:
-        return [("index", f"{quoted}: {_PG_UNIQUE.replace('unique index', 'index')}")]
+        return [("index", f"{quoted}: {PG_UNIQUE.replace('unique index', 'index')}")]
     return []
 
 
@@ -425,30 +427,30 @@ def mysql_notes(
     if act is Action.REDEFINE_COLUMN:
         old = mysql_type(before.type) if before is not None else None
         if old is None or change.type is None:
-            return [("rewrite", f"{quoted}: if the type changes, {name} {_MY_COPY}")]
+            return [("rewrite", f"{quoted}: if the type changes, {name} {MY_COPY}")]
         if not in_place_on_mysql(old, change.type):
-            return [("rewrite", f"{quoted}: {old} to {change.type}: {name} {_MY_COPY}")]
+            return [("rewrite", f"{quoted}: {old} to {change.type}: {name} {MY_COPY}")]
         if before is not None and before.null == change.not_null:
             which = "NOT NULL" if change.not_null else "NULL"
-            return [("rebuild", f"{quoted}: makes the column {which}: {name} {_MY_REBUILD}")]
+            return [("rebuild", f"{quoted}: makes the column {which}: {name} {MY_REBUILD}")]
         return []
     if act is Action.ADD_COLUMN:
         if Constraint.FOREIGN_KEY in change.constraints:
             return [
                 (
                     "rewrite",
-                    f"{quoted}: a FOREIGN KEY: with foreign_key_checks on, {name} {_MY_COPY}",
+                    f"{quoted}: a FOREIGN KEY: with foreign_key_checks on, {name} {MY_COPY}",
                 )
             ]
         if change.stored_generated or change.default is Default.UNKNOWN:
-            return [("rewrite", f"{quoted}: {name} {_MY_COPY}")]
+            return [("rewrite", f"{quoted}: {name} {MY_COPY}")]
         if Constraint.CHECK in change.constraints and not mariadb:
-            return [("rewrite", f"{quoted}: a column with a CHECK constraint: {name} {_MY_COPY}")]
+            return [("rewrite", f"{quoted}: a column with a CHECK constraint: {name} {MY_COPY}")]
         if {Constraint.UNIQUE, Constraint.PRIMARY_KEY} & set(change.constraints):
             return [
                 (
                     "rebuild",
-                    f"{quoted}: a unique column, added with its index: {name} {_MY_REBUILD}",
+                    f"{quoted}: a unique column, added with its index: {name} {MY_REBUILD}",
                 )
             ]
         if not instant_add:
@@ -456,7 +458,7 @@ def mysql_notes(
                 (
                     "rebuild",
                     f"{quoted}: no instant ADD COLUMN before MySQL 8.0.12 / MariaDB 10.3.2: "
-                    f"{name} {_MY_REBUILD}",
+                    f"{name} {MY_REBUILD}",
                 )
             ]
         return []
@@ -465,14 +467,14 @@ def mysql_notes(
             (
                 "rebuild",
                 f"{quoted}: no instant DROP COLUMN before MySQL 8.0.29 / MariaDB 10.4: "
-                f"{name} {_MY_REBUILD}",
+                f"{name} {MY_REBUILD}",
             )
         ]
     if act is Action.ADD_CONSTRAINT:
         if Constraint.FOREIGN_KEY in change.constraints:
-            return [("rewrite", f"{quoted}: with foreign_key_checks on, {name} {_MY_COPY}")]
+            return [("rewrite", f"{quoted}: with foreign_key_checks on, {name} {MY_COPY}")]
         if Constraint.CHECK in change.constraints:
-            return [("rewrite", f"{quoted}: a CHECK constraint: {name} {_MY_COPY}")]
+            return [("rewrite", f"{quoted}: a CHECK constraint: {name} {MY_COPY}")]
         if Constraint.PRIMARY_KEY in change.constraints:
-            return [("rebuild", f"{quoted}: a new primary key: {name} {_MY_REBUILD}")]
+            return [("rebuild", f"{quoted}: a new primary key: {name} {MY_REBUILD}")]
     return []
