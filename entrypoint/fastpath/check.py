@@ -9,7 +9,7 @@ import importlib
 import json
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from entrypoint.audit.status import UNFINISHED, Status
@@ -254,31 +254,28 @@ def verify(
     an alias and a read on a connection open to it already (the lock's); ``keep`` receives the
     first alias's connection, left open; ``waiting`` (wait mode): whether any migration is
     missing (see :func:`judge`)."""
-    files = 0
-    try:
-        files = check_files(manifest)
+
+    def work(files: list[int]) -> Verdict:
+        files.append(check_files(manifest))
         check_settings(manifest, values)
         databases = values.get("DATABASES") or {}
         aliases = aliases_of(requested, databases)
-        for index, alias in enumerate(aliases):
-            mine = alias == held
-            check_database(
-                manifest,
-                alias,
-                databases[alias],
-                lock_mode="off" if mine else lock_mode,
-                lock_key=lock_key,
-                reader=_reader_for(reader, alias),
-                keep=keep if index == 0 else None,
-                waiting=waiting,
-            )
-    except Doubt as exc:
-        return Verdict(False, str(exc), doubt=True, unreachable=isinstance(exc, Unreachable))
-    except Pending as exc:
-        return Verdict(False, str(exc), files=files, locked=isinstance(exc, Locked))
-    except Exception as exc:  # anything unforeseen is a doubt, never a failed start
-        return Verdict(False, f"unexpected {type(exc).__name__}: {exc}", doubt=True)
-    return Verdict(True, files=files, databases=aliases, django_version=manifest.django_version)
+        _check_aliases(
+            manifest,
+            aliases,
+            databases,
+            held=held,
+            lock_mode=lock_mode,
+            lock_key=lock_key,
+            reader=reader,
+            keep=keep,
+            waiting=waiting,
+        )
+        return Verdict(
+            True, files=files[-1], databases=aliases, django_version=manifest.django_version
+        )
+
+    return _judged(work)
 
 
 def verify_stored(
@@ -296,8 +293,8 @@ def verify_stored(
     """Without a manifest file: the first alias's query also brings the manifests recorded for
     these settings, the first that vouches for the files on disk serves, and every alias's rows
     are checked against it (``waiting``: see :func:`judge`)."""
-    files = 0
-    try:
+
+    def work(files: list[int]) -> Verdict:
         databases = values.get("DATABASES") or {}
         aliases = aliases_of(requested, databases)
         if not aliases:
@@ -334,32 +331,69 @@ def verify_stored(
                 + "; the full path records one"
             )
             raise Pending(msg)
-        files = manifest.file_count
+        files.append(manifest.file_count)
         judge(manifest, first, found, waiting=waiting)
-        for alias in aliases[1:]:
-            mine = alias == held
-            check_database(
-                manifest,
-                alias,
-                databases[alias],
-                lock_mode="off" if mine else lock_mode,
-                lock_key=lock_key,
-                reader=_reader_for(reader, alias),
-                waiting=waiting,
-            )
+        _check_aliases(
+            manifest,
+            aliases[1:],
+            databases,
+            held=held,
+            lock_mode=lock_mode,
+            lock_key=lock_key,
+            reader=reader,
+            waiting=waiting,
+        )
+        return Verdict(
+            True,
+            files=files[-1],
+            databases=aliases,
+            django_version=manifest.django_version,
+            source="database",
+        )
+
+    return _judged(work)
+
+
+def _judged(work: Callable[[list[int]], Verdict]) -> Verdict:
+    """The answer of one check: what ``work`` returns, or the Verdict its Doubt or Pending says
+    (``work`` appends to the list it is given how many files the manifest vouches for)."""
+    files: list[int] = []
+    try:
+        return work(files)
     except Doubt as exc:
         return Verdict(False, str(exc), doubt=True, unreachable=isinstance(exc, Unreachable))
     except Pending as exc:
-        return Verdict(False, str(exc), files=files, locked=isinstance(exc, Locked))
+        counted = files[-1] if files else 0
+        return Verdict(False, str(exc), files=counted, locked=isinstance(exc, Locked))
     except Exception as exc:  # anything unforeseen is a doubt, never a failed start
         return Verdict(False, f"unexpected {type(exc).__name__}: {exc}", doubt=True)
-    return Verdict(
-        True,
-        files=files,
-        databases=aliases,
-        django_version=manifest.django_version,
-        source="database",
-    )
+
+
+def _check_aliases(
+    manifest: Manifest,
+    aliases: Sequence[str],
+    databases: Mapping[str, Any],
+    *,
+    held: str | None,
+    lock_mode: str,
+    lock_key: str | None,
+    reader: tuple[str, Reader] | None,
+    waiting: bool,
+    keep: list[Any] | None = None,
+) -> None:
+    """:func:`check_database` for each alias in turn (the lock of ``held``, this process's, not
+    looked at; ``keep`` receives the first one's connection)."""
+    for index, alias in enumerate(aliases):
+        check_database(
+            manifest,
+            alias,
+            databases[alias],
+            lock_mode="off" if alias == held else lock_mode,
+            lock_key=lock_key,
+            reader=_reader_for(reader, alias),
+            keep=keep if index == 0 else None,
+            waiting=waiting,
+        )
 
 
 def check(
