@@ -293,7 +293,7 @@ def race(b: Bench, argv: list[str], count: int) -> tuple[float, int, int, str]:
 
 def replicas(b: Bench, report: list[Section]) -> None:
     """(3) Eight replicas on a fresh database, entrypoint and plain, against one plain migrate."""
-    trials = 2 if b.quick else 4
+    trials = 3 if b.quick else 8
     how = (
         f"example project, {REPLICAS} processes started together on a new database, wall time "
         f"until the last exits, median of {trials} trials; ratio to one plain migrate on a new "
