@@ -168,6 +168,53 @@ def wall_figure(
 # --- (1) no-op start ----------------------------------------------------------------------------
 
 
+def noop_runs(
+    b: Bench,
+    database: str,
+    env: dict[str, str],
+    *,
+    frozen: dict[str, str],
+    cwd: Path,
+    rounds: int,
+    extra: dict[str, Callable[[], Run]] | None = None,
+) -> dict[str, list[Run]]:
+    """On a database with everything applied: plain migrate (``plain``) against the
+    entrypoint's first start of the code (``full``: no manifest anywhere, the full path, which
+    records one), its next starts (``zero``: the manifest recorded in the database) and starts
+    with the manifest of freeze (``fast``, ``frozen`` the environment naming it); ``extra``:
+    more to time among them."""
+
+    def first_start() -> Run:
+        b.forget_manifests(database)
+        return ok(timed([*ENTRYPOINT, "migrate"], env, cwd), fast=False)
+
+    return alternate(
+        {
+            "plain": lambda: ok(timed(PLAIN, env, cwd)),
+            "full": first_start,
+            "zero": lambda: ok(timed([*ENTRYPOINT, "migrate"], env, cwd), fast=True),
+            "fast": lambda: ok(timed([*ENTRYPOINT, "migrate"], frozen, cwd), fast=True),
+            **(extra or {}),
+        },
+        rounds,
+    )
+
+
+def noop_figures(
+    s: Section, runs: dict[str, list[Run]], prefix: str = "", who: str = "entrypoint migrate"
+) -> None:
+    """The figures of :func:`noop_runs`, each against plain migrate, with the targets; labels
+    start with ``prefix``, the entrypoint is called ``who``."""
+    plain = runs["plain"]
+    ratio_figure(s, f"{prefix}plain manage.py migrate --noinput", plain, plain)
+    for key, what, target in (
+        ("full", "first start (full path)", 1.0),
+        ("zero", "next starts (no freeze)", 0.15),
+        ("fast", "freeze manifest", 0.12),
+    ):
+        ratio_figure(s, f"{prefix}{who}, {what}", runs[key], plain, target)
+
+
 def noop_start(b: Bench, report: list[Section]) -> None:
     """(1) Everything applied: plain migrate against the entrypoint's first start of the code
     (no manifest anywhere: the full path, which records one), its next starts (the manifest
@@ -190,26 +237,20 @@ def noop_start(b: Bench, report: list[Section]) -> None:
             }
             return ok(timed([*ENTRYPOINT, "run", "--", "true"], health, EXAMPLE), fast=True)
 
-        def first_start() -> Run:
-            b.forget_manifests(database)
-            return ok(timed([*ENTRYPOINT, "migrate"], env, EXAMPLE), fast=False)
-
-        runs = alternate(
-            {
-                "plain": lambda: ok(timed(PLAIN, env, EXAMPLE)),
-                "full": first_start,
-                "zero": lambda: ok(timed([*ENTRYPOINT, "migrate"], env, EXAMPLE), fast=True),
-                "fast": lambda: ok(timed([*ENTRYPOINT, "migrate"], frozen, EXAMPLE), fast=True),
+        runs = noop_runs(
+            b,
+            database,
+            env,
+            frozen=frozen,
+            cwd=EXAMPLE,
+            rounds=b.rounds,
+            extra={
                 "run": run_with_health,
                 "floor": lambda: ok(timed([PYTHON, "-c", "pass"], env, EXAMPLE)),
             },
-            b.rounds,
         )
+        noop_figures(s, runs)
         plain = runs["plain"]
-        ratio_figure(s, "plain manage.py migrate --noinput", plain, plain)
-        ratio_figure(s, "entrypoint migrate, first start (full path)", runs["full"], plain, 1.0)
-        ratio_figure(s, "entrypoint migrate, next starts (no freeze)", runs["zero"], plain, 0.15)
-        ratio_figure(s, "entrypoint migrate, freeze manifest", runs["fast"], plain, 0.12)
         ratio_figure(s, "entrypoint run -- true, manifest, health on", runs["run"], plain)
         ratio_figure(s, "floor: python -c pass", runs["floor"], plain)
         checks = [float(event(r.events, "ready")["seconds"]) for r in runs["fast"]]
@@ -781,25 +822,8 @@ def real_apps(b: Bench, report: list[Section]) -> None:
         path = b.tmp / "realapps-manifest.json"
         ok(timed([*ENTRYPOINT, "freeze", "--output", str(path)], env, REALPROJ))
         frozen = {**env, "ENTRYPOINT_MANIFEST": str(path)}
-
-        def first_start() -> Run:
-            b.forget_manifests(database)
-            return ok(timed([*ENTRYPOINT, "migrate"], env, REALPROJ), fast=False)
-
-        runs = alternate(
-            {
-                "plain": lambda: ok(timed(PLAIN, env, REALPROJ)),
-                "full": first_start,
-                "zero": lambda: ok(timed([*ENTRYPOINT, "migrate"], env, REALPROJ), fast=True),
-                "fast": lambda: ok(timed([*ENTRYPOINT, "migrate"], frozen, REALPROJ), fast=True),
-            },
-            rounds,
-        )
-        plain = runs["plain"]
-        ratio_figure(s, "no-op: plain manage.py migrate --noinput", plain, plain)
-        ratio_figure(s, "no-op: entrypoint, first start (full path)", runs["full"], plain, 1.0)
-        ratio_figure(s, "no-op: entrypoint, next starts (no freeze)", runs["zero"], plain, 0.15)
-        ratio_figure(s, "no-op: entrypoint, freeze manifest", runs["fast"], plain, 0.12)
+        runs = noop_runs(b, database, env, frozen=frozen, cwd=REALPROJ, rounds=rounds)
+        noop_figures(s, runs, "no-op: ", "entrypoint")
         b.pg.drop(database)
 
 
