@@ -232,7 +232,12 @@ class _FieldDiff:
             self.pre(text, caution=True)
 
     def relation(self) -> None:
-        if any(
+        was, becomes = self.old_kwargs.get("to"), self.new_kwargs.get("to")
+        if was and not becomes:
+            self.post("is no longer a relation, which old code follows")
+        elif becomes and not was:
+            self.post("becomes a relation, which changes what old code reads")
+        elif any(
             str(self.old_kwargs.get(key, "")).lower() != str(self.new_kwargs.get(key, "")).lower()
             for key in ("to", "to_field")
         ):
