@@ -638,10 +638,13 @@ def _field_changes_with_sql(
     column = _column_name(op.name, old)
     before = sql.columns.get((table, column))
     retyped = False
+    names = {column}  # the column, under each name its statements give it in turn
     for change in changes:
-        if (change.table, change.column) != (table, column):
+        if change.table != table or change.column not in names:
             continue
-        if change.action is Action.ALTER_TYPE:
+        if change.action is Action.RENAME_COLUMN and change.name:
+            names.add(change.name)
+        elif change.action is Action.ALTER_TYPE:
             retyped = True
         elif change.action is Action.REDEFINE_COLUMN:
             old_type = column_type(before, sql.vendor) if before is not None else None

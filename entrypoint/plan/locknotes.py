@@ -164,17 +164,19 @@ def statement_locks(
 ) -> list[LockNote]:
     """The table-size-bound locks of ``operation``'s collected statements on ``server``."""
     from entrypoint.plan.sqljudge import mysql_notes, postgres_notes
-    from entrypoint.plan.statements import read
+    from entrypoint.plan.statements import follow_renames, read
 
     model = getattr(operation, "model_name", None) or getattr(operation, "name", None)
     if _targets_model(operation) and isinstance(model, str) and new_table(model):
         return []
     prefix = _subject(operation, app, state)
     notes: list[LockNote] = []
-    for change in read(sql.statements, sql.vendor):
+    changes = read(sql.statements, sql.vendor)
+    columns = follow_renames(changes, sql.columns)
+    for change in changes:
         if change.table in new_tables:
             continue
-        before = sql.columns.get((change.table or "", change.column or ""))
+        before = columns.get((change.table or "", change.column or ""))
         if server.vendor == "postgresql":
             found = postgres_notes(change, before)
         else:

@@ -17,6 +17,7 @@ from entrypoint.plan.statements import (
     Constraint,
     Default,
     Type,
+    follow_renames,
     mysql_type,
     postgres_type,
 )
@@ -156,6 +157,8 @@ def phase_items(
     items: list[Item] = []
     added_not_null: set[tuple[str | None, str | None]] = set()
     new = set(new_tables)
+    changes = list(changes)
+    columns = follow_renames(changes, columns)
     for change in changes:
         if change.action is Action.ADD_COLUMN and change.not_null:
             added_not_null.add((change.table, change.column))

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 #: How much of a statement a note or reason quotes.
 SHOWN_CHARACTERS = 110
@@ -105,7 +107,8 @@ class Change:
     statement: str
     table: str | None = None
     column: str | None = None
-    #: The constraint, index, trigger or object name, where the statement gives one.
+    #: The constraint, index, trigger or object name, where the statement gives one; the new
+    #: name of a renamed column (RENAME_COLUMN).
     name: str | None = None
     #: The new type (ALTER_TYPE, ADD_COLUMN, REDEFINE_COLUMN).
     type: Type | None = None
@@ -149,6 +152,22 @@ def read(statements: Sequence[str], vendor: str) -> list[Change]:
         else:
             changes += _mysql(sql)
     return changes
+
+
+def follow_renames(
+    changes: Sequence[Change], columns: Mapping[tuple[str, str], T]
+) -> dict[tuple[str, str], T]:
+    """``columns`` (what each ``(table, column)`` was before the statements), with a column that
+    a RENAME COLUMN among ``changes`` names anew found under its new name too: Django renames a
+    column before it changes its type (a ForeignKey's ``page_id`` becomes ``page``, then
+    varchar), and what the column was is what the type change is judged against."""
+    known = dict(columns)
+    for change in changes:
+        if change.action is Action.RENAME_COLUMN and change.table and change.name:
+            before = known.get((change.table, change.column or ""))
+            if before is not None:
+                known[(change.table, change.name)] = before
+    return known
 
 
 def is_read_only(sql: str, vendor: str) -> bool:
@@ -353,7 +372,9 @@ def _pg_statement(stmt: Any, text: str) -> Iterator[Change]:
         kind = stmt.renameType
         table = _pg_relation(stmt.relation)
         if kind == objects.OBJECT_COLUMN:
-            yield Change(Action.RENAME_COLUMN, text, table=table, column=stmt.subname)
+            yield Change(
+                Action.RENAME_COLUMN, text, table=table, column=stmt.subname, name=stmt.newname
+            )
         elif kind == objects.OBJECT_TABLE:
             yield Change(Action.RENAME_TABLE, text, table=table, name=stmt.newname)
         elif kind in (objects.OBJECT_INDEX, objects.OBJECT_TABCONSTRAINT, objects.OBJECT_TRIGGER):
@@ -742,7 +763,13 @@ def _my_alter(action: Any, table: str | None, text: str) -> Change:
     if isinstance(action, exp.ModifyColumn):
         return _my_column(action.this, table, text, Action.REDEFINE_COLUMN)
     if isinstance(action, exp.RenameColumn):
-        return Change(Action.RENAME_COLUMN, text, table=table, column=_my_name(action.this))
+        return Change(
+            Action.RENAME_COLUMN,
+            text,
+            table=table,
+            column=_my_name(action.this),
+            name=_my_name(action.args.get("to")),
+        )
     if isinstance(action, exp.AlterRename):
         return Change(Action.RENAME_TABLE, text, table=table, name=_my_name(action.this))
     if isinstance(action, exp.AlterColumn):

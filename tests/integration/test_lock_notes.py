@@ -60,6 +60,8 @@ POSTGRES_EFFECTS = {
     # Operations of the project's own: a trigger, and a type change in SQL of its own.
     "0021_touch_trigger": [],
     "0022_qty_decimal": ["rewrite"],
+    # A ForeignKey turned into a CharField: its column renamed, then integer to varchar.
+    "0023_owner_plain": ["rewrite"],
 }
 # Migrations that read every row without a lock that holds the application back: no note.
 READ_WITHOUT_LOCK = {"0019_code_idx_concurrently"}
@@ -86,6 +88,7 @@ MARIADB_EFFECTS = {
     "0020_drop_code": [],
     "0021_touch_trigger": [],
     "0022_qty_decimal": ["rewrite"],
+    "0023_owner_plain": ["rewrite"],
 }
 
 
@@ -159,8 +162,12 @@ def test_plan_notes_match_what_postgresql_does_to_the_table(
     assert set(fresh) == {"0001_initial", *HEAVY}
     assert all(notes == [] for notes in fresh.values())
     migrate_initial(env)
-    noted = effects(plan_locks(launcher, env))
+    locks = plan_locks(launcher, env)
+    noted = effects(locks)
     assert noted == POSTGRES_EFFECTS
+    # The renamed column's type change is judged against what the column was.
+    [plain] = locks["0023_owner_plain"]
+    assert "int8 to varchar(20) is not binary-coercible" in plain["note"], plain
     for name, found, seen in against_the_server(env, noted):
         assert seen["rewritten"] == ("rewrite" in found), (name, found, seen)
         if seen["scanned"] is not None:  # PostgreSQL 15+

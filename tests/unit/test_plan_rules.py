@@ -27,6 +27,7 @@ from entrypoint.plan.locknotes import Effect, Server
 from entrypoint.plan.marks import migration_mark, parse_overrides
 from entrypoint.plan.policy import plan_targets, split_plan
 from entrypoint.plan.reversibility import migration_reversible
+from entrypoint.plan.statements import follow_renames, read
 from entrypoint.plan.types import (
     ColumnBefore,
     DeployPhase,
@@ -1452,6 +1453,51 @@ def test_an_alter_field_whose_sql_changes_the_type_stays_post_deploy() -> None:
     )
     assert planned.phase is POST
     assert "changes the column type from IntegerField to ColourField" in planned.reasons[0]
+
+
+def test_a_foreign_key_turned_into_a_char_field_is_judged_on_the_column_it_renames() -> None:
+    """Django renames a ForeignKey's column (``category_id`` to ``category``) before it changes
+    the type: the type change is found under the new name and judged against what the column
+    was (an integer), as Wagtail's generic relations did to ``Revision.page``."""
+    planned = with_sql(
+        migrations.AlterField("product", "category", models.CharField(max_length=255)),
+        sql=[
+            [
+                'ALTER TABLE "shop_product" DROP CONSTRAINT "shop_product_category_id_fk";',
+                'ALTER TABLE "shop_product" RENAME COLUMN "category_id" TO "category";',
+                'ALTER TABLE "shop_product" ALTER COLUMN "category" TYPE varchar(255) '
+                'USING "category"::varchar(255);',
+            ]
+        ],
+        columns={("shop_product", "category_id"): ColumnBefore("integer", null=False)},
+        server=Server("postgresql"),
+    )
+    assert planned.phase is POST
+    assert planned.operations[0].reason == (
+        "AlterField shop.Product.category: changes the column type from ForeignKey to CharField, "
+        "which old code reads and writes; is no longer a relation, which old code follows"
+    )
+    rewrite = [note.text for note in planned.locks if note.effect is Effect.REWRITE]
+    assert len(rewrite) == 1
+    assert "int4 to varchar(255) is not binary-coercible" in rewrite[0], rewrite
+
+
+def test_a_renamed_column_is_found_under_its_new_name() -> None:
+    """What a column was before the statements is known under each name they give it."""
+    before = ColumnBefore("integer", null=False)
+    changes = read(
+        [
+            'ALTER TABLE "t" RENAME COLUMN "a" TO "b";',
+            'ALTER TABLE "t" RENAME COLUMN "b" TO "c";',
+            'ALTER TABLE "t" RENAME COLUMN "x" TO "y";',
+        ],
+        "postgresql",
+    )
+    assert follow_renames(changes, {("t", "a"): before}) == {
+        ("t", "a"): before,
+        ("t", "b"): before,
+        ("t", "c"): before,
+    }
 
 
 @pytest.mark.parametrize(

@@ -2,8 +2,6 @@
 
 from django.db import models
 
-from heavy.fields import TreeKey
-
 
 class Owner(models.Model):
     """What an item's foreign key points at."""
@@ -18,7 +16,8 @@ class Item(models.Model):
     price = models.DecimalField(max_digits=10, decimal_places=2)
     note = models.TextField()
     stock = models.PositiveIntegerField(default=0)
-    owner = TreeKey(Owner, null=True, on_delete=models.SET_NULL, db_index=False)
+    # Once a relation to Owner (a TreeKey, see 0018), now a plain column (0023).
+    owner = models.CharField(max_length=20, null=True)
     ref = models.CharField(max_length=20, null=True, unique=True)
 
     class Meta:
