@@ -10,9 +10,9 @@ The holder also announces each committed migration (:meth:`Backend.announce`) to
 never migrate but wait for the migrations (``ENTRYPOINT_MIGRATE=wait``): they listen with a
 backend of their own that never takes the lock (:func:`entrypoint.locks.listener`).
 
-For fencing (:mod:`entrypoint.fence`) a backend also answers whether this process still holds
-the lock (:meth:`Backend.verify`), which sessions an earlier run still has on the server
-(:meth:`Backend.run_sessions`), and ends one of them (:meth:`Backend.end_session`).
+For fencing (:mod:`entrypoint.pipeline.fence`) a backend also answers whether this process
+still holds the lock (:meth:`Backend.verify`), which sessions an earlier run still has on the
+server (:meth:`Backend.run_sessions`), and ends one of them (:meth:`Backend.end_session`).
 """
 
 from __future__ import annotations

@@ -131,7 +131,7 @@ def set_keepalive(fd: int) -> None:
 class MySQLLock:
     """``GET_LOCK`` on a dedicated autocommit connection."""
 
-    #: Whether the lock can be lost while this process lives (see :mod:`entrypoint.fence`).
+    #: Whether the lock can be lost while this process lives (see :mod:`entrypoint.pipeline.fence`).
     losable = True
 
     def __init__(

@@ -222,7 +222,7 @@ class PostgresLock:
     """Session advisory lock on a dedicated autocommit connection (the small protocol client,
     or psycopg where that one cannot connect as libpq would)."""
 
-    #: Whether the lock can be lost while this process lives (see :mod:`entrypoint.fence`).
+    #: Whether the lock can be lost while this process lives (see :mod:`entrypoint.pipeline.fence`).
     losable = True
 
     def __init__(

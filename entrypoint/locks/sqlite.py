@@ -29,7 +29,7 @@ class FileLock(Sessionless):
     """Exclusive ``flock`` on the lock file beside the database (held by the open file, so it
     cannot be lost while this process lives: :class:`~entrypoint.locks.Sessionless`)."""
 
-    #: Whether the lock can be lost while this process lives (see :mod:`entrypoint.fence`).
+    #: Whether the lock can be lost while this process lives (see :mod:`entrypoint.pipeline.fence`).
     losable = False
 
     def __init__(self, database_path: str) -> None:
