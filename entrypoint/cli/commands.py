@@ -66,6 +66,17 @@ def check(args: argparse.Namespace, settings: Settings) -> int:
     if args.allow_unapplied:
         found = [problem for problem in found if problem.kind != "unapplied"]
     errors = [problem for problem in found if problem.kind not in ADVISORY_KINDS]
+    if not advise:  # said once on standard error, which keeps stdout the check's own answer
+        reporter = _reporter(settings)
+        for problem in found:
+            if problem.kind == "upstream":
+                reporter.event(
+                    "upstream_missing_migration",
+                    level="warning",
+                    database=problem.database,
+                    app=problem.app,
+                    reason=problem.message,
+                )
     if advise:
         advice = [problem for problem in found if problem.kind in ADVISORY_KINDS]
         render.github_problems(errors, [t.alias for t in targets], advice)

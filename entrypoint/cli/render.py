@@ -81,6 +81,7 @@ _TITLES = {
     "policy": "Deploy phase",
     "table-lock": "Table lock",
     "unmarked": "Deploy phase mark",
+    "upstream": "Model changes without a migration, in an installed package",
 }
 
 

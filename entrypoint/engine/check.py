@@ -32,11 +32,15 @@ from entrypoint.plan.types import (
 if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
 
-ProblemKind = Literal["unapplied", "missing", "conflict", "policy", "table-lock", "unmarked"]
+ProblemKind = Literal[
+    "unapplied", "missing", "conflict", "policy", "table-lock", "unmarked", "upstream"
+]
 
-#: What ``check --format github`` also shows, as warnings, without failing: a table-size-bound
-#: lock a pending operation takes, and a migration that needs a mark the policy does not ask for.
-ADVISORY_KINDS = frozenset({"table-lock", "unmarked"})
+#: What ``check`` shows as warnings, without failing: a table-size-bound lock a pending
+#: operation takes, and a migration that needs a mark the policy does not ask for (both with
+#: ``--format github`` only), and model changes without a migration in an app whose migrations
+#: come from an installed package (``upstream``: not the project's to write).
+ADVISORY_KINDS = frozenset({"table-lock", "unmarked", "upstream"})
 
 #: How many detected operations a "missing migration" line names before it says how many more.
 _SHOWN_CHANGES = 3
@@ -79,6 +83,9 @@ def placed(problems: list[Problem], loader: Any) -> list[Problem]:
 
     out = []
     for problem in problems:
+        if problem.kind == "upstream":  # an installed package's files are no file of the change
+            out.append(problem)
+            continue
         file: Path | None = None
         line = None
         node = (problem.app, problem.name)
@@ -261,12 +268,66 @@ def _missing(alias: str, loader: Any) -> list[Problem]:
         shown = "; ".join(described[:_SHOWN_CHANGES]) or "see makemigrations --check --dry-run"
         if len(described) > _SHOWN_CHANGES:
             shown += f"; and {len(described) - _SHOWN_CHANGES} more"
+        package = _installed_package(app, loader)
+        if package is not None:
+            message = (
+                f"{app} has model changes without a migration ({shown}), but its migrations "
+                f"come from an installed package ({package}), which are its maintainers' to "
+                "write; not counted: upgrade the package, or set MIGRATION_MODULES for "
+                f"{app!r} to migrations of your own"
+            )
+            problems.append(Problem("upstream", alias, message, app))
+            continue
         message = (
             f"{app} has model changes without a migration ({shown}); "
             f"run 'python manage.py makemigrations {app}' and commit the migration"
         )
         problems.append(Problem("missing", alias, message, app))
     return problems
+
+
+def _installed_package(app: str, loader: Any) -> str | None:
+    """Where the migrations of app ``app`` live, when that is an installed distribution's
+    directory (site-packages, dist-packages) rather than the project's: a migration written
+    there would be lost with the next install. None for the project's own migrations (an
+    editable install included: its files are the project's)."""
+    import importlib.util
+    import site
+    import sys
+    import sysconfig
+
+    from django.apps import apps
+
+    module, _ = loader.migrations_module(app)
+    where = None
+    if module:
+        try:
+            spec = importlib.util.find_spec(module)
+        except (ImportError, ValueError):
+            spec = None
+        if spec is not None and spec.origin:
+            where = Path(spec.origin).parent
+        elif spec is not None and spec.submodule_search_locations:
+            where = Path(next(iter(spec.submodule_search_locations), "") or ".")
+    if where is None:
+        try:
+            where = Path(apps.get_app_config(app).path)
+        except LookupError:
+            return None
+    roots = {
+        *getattr(site, "getsitepackages", list)(),
+        getattr(site, "getusersitepackages", str)(),
+        *(sysconfig.get_paths().get(key, "") for key in ("purelib", "platlib")),
+        *(entry for entry in sys.path if Path(entry).name in ("site-packages", "dist-packages")),
+    }
+    resolved = where.resolve()
+    for root in sorted(filter(None, roots)):
+        try:
+            resolved.relative_to(Path(root).resolve())
+        except ValueError:
+            continue
+        return str(where)
+    return None
 
 
 _HEADING = re.compile(r"^Migrations for '(?P<app>[^']+)':")

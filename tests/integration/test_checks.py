@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -52,12 +53,14 @@ class Project:
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
+        extra = dict(self.extra_env)  # a PYTHONPATH of its own comes after the project
+        path = [str(PHASEPROJ), extra.pop("PYTHONPATH", None), env.get("PYTHONPATH")]
         env.update(
-            PYTHONPATH=os.pathsep.join(filter(None, [str(PHASEPROJ), env.get("PYTHONPATH")])),
+            PYTHONPATH=os.pathsep.join(filter(None, path)),
             DJANGO_SETTINGS_MODULE="phaseproj.settings",
             PHASEPROJ_APPS=",".join(self.apps),
             PHASEPROJ_DATABASES=json.dumps(self.databases),
-            **self.extra_env,
+            **extra,
         )
         return env
 
@@ -303,6 +306,67 @@ def test_the_projects_own_makemigrations_decides_what_is_missing(project: Projec
     ]
     project.extra_env = {"PHASEPROJ_IGNORE_DRIFT": "1"}
     assert project.lines() == []
+
+
+def vendored_drift(root: Path) -> Path:
+    """The ``drift`` app (a model changed without a migration) as an installed package would
+    put it: ``vendored_drift`` in a ``site-packages`` directory under ``root``; that directory."""
+    packages = root / "site-packages"
+    shutil.copytree(
+        PHASEPROJ / "drift",
+        packages / "vendored_drift",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    return packages
+
+
+def test_model_changes_in_an_installed_package_are_said_but_do_not_fail(
+    project: Project, tmp_path: Path
+) -> None:
+    """An app whose migrations come from an installed package (pretix's own drift, say) is not
+    the project's to fix: its model changes without a migration are an ``upstream`` warning,
+    and ``check`` passes, saying so on standard error. MIGRATION_MODULES pointing its
+    migrations into the project makes them the project's again: ``missing``, and a failure."""
+    packages = vendored_drift(tmp_path)
+    project.apps = ["shop", "vendored_drift"]
+    project.extra_env = {"PYTHONPATH": str(packages)}
+    project.migrate()
+    assert project.lines() == [
+        "upstream: vendored_drift has model changes without a migration (Add field pinned to "
+        "note), but its migrations come from an installed package "
+        f"({packages / 'vendored_drift' / 'migrations'}), which are its maintainers' to write; "
+        "not counted: upgrade the package, or set MIGRATION_MODULES for 'vendored_drift' to "
+        "migrations of your own"
+    ]
+    done = subprocess.run(
+        [sys.executable, "-m", "entrypoint", "check"],
+        env={**project.env(), "ENTRYPOINT_LOG_FORMAT": "json"},
+        cwd=PHASEPROJ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok: no problem found on default"
+    [warned] = [
+        json.loads(line)
+        for line in done.stderr.splitlines()
+        if line.startswith("{") and "upstream_missing_migration" in line
+    ]
+    assert (warned["level"], warned["app"]) == ("warning", "vendored_drift")
+
+    own = tmp_path / "project" / "ours"
+    shutil.copytree(packages / "vendored_drift" / "migrations", own / "vendored_drift")
+    (own / "__init__.py").write_text("")
+    project.extra_env = {
+        "PYTHONPATH": os.pathsep.join([str(packages), str(tmp_path / "project")]),
+        "PHASEPROJ_MIGRATION_MODULES": json.dumps({"vendored_drift": "ours.vendored_drift"}),
+    }
+    assert project.lines() == [
+        "missing: vendored_drift has model changes without a migration (Add field pinned to "
+        "note); run 'python manage.py makemigrations vendored_drift' and commit the migration"
+    ]
 
 
 def test_conflicting_migrations_are_reported(project: Project) -> None:

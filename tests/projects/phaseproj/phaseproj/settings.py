@@ -12,6 +12,8 @@
     ``LANGUAGE_CODE`` (default ``en-us``).
 ``PHASEPROJ_PHASES``
     A JSON value used verbatim as ``ENTRYPOINT_MIGRATION_PHASES`` (unset by default).
+``PHASEPROJ_MIGRATION_MODULES``
+    A JSON object used verbatim as ``MIGRATION_MODULES`` (unset by default).
 ``PHASEPROJ_DATABASES``
     A JSON object used verbatim as ``DATABASES``.
 ``PHASEPROJ_DIR``
@@ -43,3 +45,5 @@ LANGUAGE_CODE = os.environ.get("PHASEPROJ_LANGUAGE", "en-us")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 if "PHASEPROJ_PHASES" in os.environ:
     ENTRYPOINT_MIGRATION_PHASES = json.loads(os.environ["PHASEPROJ_PHASES"])
+if "PHASEPROJ_MIGRATION_MODULES" in os.environ:
+    MIGRATION_MODULES = json.loads(os.environ["PHASEPROJ_MIGRATION_MODULES"])
