@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import soakproject
-from bench.common import REPO, parse_events
+from bench.common import PYTHON, REPO, parse_events
 from tests.support.pgcluster import Cluster, find_bindir, free_port
 
 REPLICAS = 4
@@ -358,7 +358,7 @@ class Soak:
         """Start one ``django-entrypoint migrate``."""
         with out.open("wb") as err:
             popen = subprocess.Popen(
-                [*(prefix or []), sys.executable, "-m", "entrypoint", "migrate"],
+                [*(prefix or []), PYTHON, "-m", "entrypoint", "migrate"],
                 env=env,
                 cwd=self.project,
                 stdout=subprocess.DEVNULL,
@@ -371,7 +371,7 @@ class Soak:
     def manage(self, name: str, *args: str) -> subprocess.CompletedProcess[str]:
         """``python manage.py ARGS`` of the project on database ``name``."""
         return subprocess.run(
-            [sys.executable, "manage.py", *args],
+            [PYTHON, "manage.py", *args],
             env=self.env(name),
             cwd=self.project,
             capture_output=True,

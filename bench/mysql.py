@@ -20,14 +20,14 @@ import subprocess
 import sys
 import time
 import uuid
-from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-REPO = Path(__file__).resolve().parent.parent
+from bench.common import PYTHON, REPO
+
 EXAMPLE = REPO / "docker" / "example"
 COMMANDS = {
-    "entrypoint": [sys.executable, "-m", "entrypoint", "migrate"],
-    "manage.py": [sys.executable, "manage.py", "migrate", "--noinput"],
+    "entrypoint": [PYTHON, "-m", "entrypoint", "migrate"],
+    "manage.py": [PYTHON, "manage.py", "migrate", "--noinput"],
 }
 
 
