@@ -75,9 +75,11 @@ def test_sigterm_during_a_migration_rolls_it_back_and_frees_the_lock(
         "'default'; its transaction was rolled back"
     )
     assert ("inventory", "0003_slow") not in own_rows(pg_db)
-    # Nothing of the cancelled statement is left running on the server.
+    # Nothing of the cancelled statement is left running on the server (in this database: the
+    # tests of other files, on the other worker, sleep in theirs).
     active = pg_db.query(
-        "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%%'"
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        "AND state = 'active' AND query LIKE 'SELECT pg_sleep%%'"
     )
     assert active == [(0,)]
     follower = launcher.run(["migrate"], launcher.env({"default": pg_db.django()}))

@@ -348,7 +348,10 @@ def test_a_fault_inside_a_migration_leaves_one_clean_run(
     run = run_id(holder)
     holder.wait_for_event("migration_started", migration="0003_slow")
     wait_for(
-        lambda: pg.query("SELECT 1 FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%%'"),
+        lambda: pg.query(
+            "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() "
+            "AND query LIKE 'SELECT pg_sleep%%'"
+        ),
         what="the slow statement on the server",
     )
     fault.inflict(holder, pg, run, cluster)
