@@ -307,8 +307,8 @@ def _installed_package(app: str, loader: Any) -> str | None:
             spec = None
         if spec is not None and spec.origin:
             where = Path(spec.origin).parent
-        elif spec is not None and spec.submodule_search_locations:
-            where = Path(next(iter(spec.submodule_search_locations), "") or ".")
+        elif spec is not None and spec.submodule_search_locations:  # a namespace package
+            where = Path(next(iter(spec.submodule_search_locations)))
     if where is None:
         try:
             where = Path(apps.get_app_config(app).path)
