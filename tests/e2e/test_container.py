@@ -35,7 +35,7 @@ import yaml
 from tests.support.databases import PgDatabase
 from tests.support.optional import PARTS, unavailable
 from tests.support.paths import REPO
-from tests.support.pgcluster import free_port
+from tests.support.pgcluster import free_ports
 from tests.support.processes import parse_events
 
 IMAGE = "django-entrypoint-example:test"
@@ -401,8 +401,9 @@ def test_three_replicas_one_migrates_all_ready_and_stop_cleanly(
     image, and docker stop ends every replica with status 0 (gunicorn's graceful
     SIGTERM shutdown), not 137 (killed after the stop timeout)."""
     run = uuid.uuid4().hex[:8]
+    ports = free_ports(6)
     replicas = [
-        Replica(f"ep-test-{run}-{i}", free_port(), free_port(), f"replica-{i}") for i in range(3)
+        Replica(f"ep-test-{run}-{i}", *ports[2 * i : 2 * i + 2], f"replica-{i}") for i in range(3)
     ]
     containers.extend(r.name for r in replicas)
     url = _database_url(pg_db)
@@ -496,9 +497,9 @@ def test_docker_stop_while_waiting_for_the_database_exits_143(
     waiting for a database that does not answer reports `waiting_for_database` on /readyz, then
     exits 143 with the one-line error, well inside the stop timeout (not 137, which would mean
     the signal was ignored and Docker had to kill it)."""
-    replica = Replica(f"ep-test-{uuid.uuid4().hex[:8]}-wait", free_port(), free_port(), "wait")
+    app_port, health_port, closed = free_ports(3)  # nothing listens on closed: the wait goes on
+    replica = Replica(f"ep-test-{uuid.uuid4().hex[:8]}-wait", app_port, health_port, "wait")
     containers.append(replica.name)
-    closed = free_port()  # nothing listens there: the wait goes on until the stop
     _run(
         docker,
         image,
@@ -558,8 +559,9 @@ def test_kubernetes_overlays_commands_work_in_the_image(
     )
     assert [phase for phase, applied in phases if json.loads(applied or "[]")] == ["pre-deploy"]
 
-    sidecar = Replica(f"ep-test-{run}-sidecar", 0, free_port(), run)
-    app = Replica(f"ep-test-{run}-app", free_port(), 0, run)
+    sidecar_port, app_port = free_ports(2)
+    sidecar = Replica(f"ep-test-{run}-sidecar", 0, sidecar_port, run)
+    app = Replica(f"ep-test-{run}-app", app_port, 0, run)
     containers.extend([sidecar.name, app.name])
     command, env = _overlay_container("sidecar", init=True)
     assert command == ["django-entrypoint", "sidecar"]
@@ -600,7 +602,7 @@ def test_wait_job_overlay_pods_wait_for_the_job_in_the_image(
     pg = pg_factory()
     run = uuid.uuid4().hex[:8]
     url = _database_url(pg)
-    web = Replica(f"ep-test-{run}-waitweb", free_port(), free_port(), run)
+    web = Replica(f"ep-test-{run}-waitweb", *free_ports(2), run)
     cron = f"ep-test-{run}-waitcron"
     job = f"ep-test-{run}-job"
     containers.extend([web.name, cron, job])

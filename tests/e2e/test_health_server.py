@@ -30,6 +30,7 @@ from entrypoint.health.metrics import HealthMetrics, build_metrics
 from entrypoint.health.probe import CachedAppCheck, probe
 from entrypoint.health.process import HealthProcess
 from entrypoint.health.state import HealthState, RunPhase, apply_message, summarize_error
+from tests.support.pgcluster import free_port, free_ports
 
 if TYPE_CHECKING:
     from wsgiref.types import WSGIApplication
@@ -41,14 +42,6 @@ SECRET_ERROR = (
 
 # ---------------------------------------------------------------------------------------------
 # helpers
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 5.0, interval: float = 0.02) -> bool:
@@ -823,7 +816,7 @@ def test_readiness_follows_the_app_server_and_ends_when_it_is_killed(
     tmp_path: Path, processes: Processes
 ) -> None:
     """With an app health URL, /readyz waits for the exec'd server; SIGKILL of it ends health."""
-    port, app_port = free_port(), free_port()
+    port, app_port = free_ports(2)
     program = ["-m", "http.server", str(app_port), "--bind", "127.0.0.1"]
     app_url = f"http://127.0.0.1:{app_port}/"
     app, health_pid = start_and_exec(tmp_path, processes, port, app_url, program)

@@ -21,7 +21,7 @@ import pytest
 
 from entrypoint.locks import lock_key
 from tests.support.databases import PgDatabase
-from tests.support.pgcluster import free_port, port_answers
+from tests.support.pgcluster import free_port, free_ports, port_answers
 from tests.support.processes import Launcher, Proc
 
 
@@ -64,7 +64,7 @@ def health_env(
 
 def test_not_ready_while_waiting_for_the_database(launcher: Launcher) -> None:
     """503 with phase waiting_for_database while the database does not answer."""
-    port, dead = free_port(), free_port()
+    port, dead = free_ports(2)
     entry = {
         "ENGINE": "django.db.backends.postgresql",
         "NAME": "x",
@@ -183,7 +183,7 @@ def test_readiness_outlives_the_exec_and_ends_with_the_app(
     """After the exec: the app answers with the entrypoint's pid, /readyz stays 200, the health
     process holds no database connection and little memory, and it is gone within 2 s of the
     app server ending (normally or by SIGKILL)."""
-    port, app_port = free_port(), free_port()
+    port, app_port = free_ports(2)
     env = health_env(launcher, {"default": pg_db.django()}, port)
     proc = launcher.start(["run", "--", "python", app_script, str(app_port)], env)
     wait_for_readyz(port, proc, phase="ready")
@@ -212,7 +212,7 @@ def test_app_health_url_gates_readiness_after_the_exec(
     launcher: Launcher, pg_db: PgDatabase, tmp_path: Path
 ) -> None:
     """With ENTRYPOINT_APP_HEALTH_URL, readiness after the exec also needs the app to answer."""
-    port, app_port = free_port(), free_port()
+    port, app_port = free_ports(2)
     env = health_env(
         launcher,
         {"default": pg_db.django()},
@@ -230,8 +230,8 @@ def test_app_health_url_gates_readiness_after_the_exec(
 def test_probe_command(launcher: Launcher, pg_db: PgDatabase) -> None:
     """`probe` exits 0 against ready, 1 against not ready and against nothing listening, with
     one line saying why (refused, or the status and the phase)."""
-    port = free_port()
-    url = f"http://127.0.0.1:{free_port()}/readyz"
+    port, other = free_ports(2)
+    url = f"http://127.0.0.1:{other}/readyz"
     nothing = launcher.run(["probe", "--url", url], launcher.env())
     assert nothing.popen.returncode == 1
     assert nothing.error_lines() == [

@@ -9,6 +9,7 @@ user when there is one.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
@@ -44,6 +45,16 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports on 127.0.0.1 that nothing listens on right now: all bound at
+    once, so that two of them are never the same (two calls of :func:`free_port` can be)."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
 
 
 def port_answers(host: str, port: int, timeout: float = 0.5) -> bool:
