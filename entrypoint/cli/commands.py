@@ -42,11 +42,12 @@ def check(args: argparse.Namespace, settings: Settings) -> int:
 
     found = []
     advise = args.format == "github"
+    reporter = _reporter(settings)
     if args.base:
         from entrypoint.engine.base import assumed_server, base_executor
         from entrypoint.pipeline.setup import offline
 
-        with offline(settings, _reporter(settings)) as targets:
+        with offline(settings, reporter) as targets:
             executor = base_executor(args.base)
             for target in targets:
                 found.extend(
@@ -60,14 +61,13 @@ def check(args: argparse.Namespace, settings: Settings) -> int:
                     )
                 )
     else:
-        with read_only(settings, _reporter(settings)) as targets:
+        with read_only(settings, reporter) as targets:
             for target in targets:
                 found.extend(find_problems(target.alias, settings.phase, advise=advise))
     if args.allow_unapplied:
         found = [problem for problem in found if problem.kind != "unapplied"]
     errors = [problem for problem in found if problem.kind not in ADVISORY_KINDS]
     if not advise:  # said once on standard error, which keeps stdout the check's own answer
-        reporter = _reporter(settings)
         for problem in found:
             if problem.kind == "upstream":
                 reporter.event(
