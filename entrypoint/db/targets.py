@@ -95,14 +95,20 @@ def describe(vendor: str, params: dict[str, Any]) -> str:
     return f"{vendor}://{at}{host}{colon}/{params.get('NAME') or ''}"
 
 
+def host_name() -> str:
+    """This host's name, as ``socket.gethostname()`` gives it, without importing ``socket``
+    (its enums cost every replica's start a few milliseconds before it reaches the lock)."""
+    import _socket
+
+    return str(_socket.gethostname())
+
+
 def application_name(run_id: str, role: str | None = None) -> str:
     """The ``application_name`` of a run's connection: run, role, pid and host, at most 63
     bytes. The lock connection has no role word; Django's migration connection says
     ``migrate``. Every one starts ``django-entrypoint run=<id> `` (fencing looks for that)."""
-    import socket
-
     words = ["django-entrypoint", f"run={run_id}", *([role] if role else [])]
-    words += [f"pid={os.getpid()}", f"host={socket.gethostname()}"]
+    words += [f"pid={os.getpid()}", f"host={host_name()}"]
     return " ".join(words).encode()[:63].decode("utf-8", "ignore")
 
 
