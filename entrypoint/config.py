@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
 
 from entrypoint.audit.retention import Retention
 from entrypoint.errors import ConfigError
+from entrypoint.light import TYPE_CHECKING, NamedTuple
 from entrypoint.plan.types import Policy
+
+if TYPE_CHECKING:
+    from typing import Any
 
 _DURATION = re.compile(r"^\s*(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>ms|s|m|h)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from typing import Any
+
+from entrypoint.light import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _constructor() -> Callable[[bytes], Any]:

@@ -21,7 +21,11 @@ import sys
 from _thread import allocate_lock
 from collections.abc import Iterable, Iterator, MutableMapping
 from contextlib import contextmanager
-from typing import IO, Any
+
+from entrypoint.light import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import IO, Any
 
 FORMATS = ("json", "console", "auto")
 LEVELS = ("debug", "info", "warning", "error")

@@ -17,9 +17,12 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from types import FrameType
-from typing import Any, NoReturn
 
 from entrypoint.errors import EX_NOEXEC, EX_NOTFOUND, ExecFailed
+from entrypoint.light import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
 
 HANDLED = (signal.SIGTERM, signal.SIGINT)
 #: The signal a fence's watchdog sends the main thread when the migration lock is lost: a

@@ -16,10 +16,12 @@ Kept free of Django at import: :mod:`entrypoint.config` builds :class:`Retention
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, NamedTuple
+from entrypoint.light import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
+    from datetime import datetime
+    from typing import Any
+
     from entrypoint.engine.events import Report
 
 #: At most this many rows go in one run, so that the first start after an upgrade, on a table
@@ -125,6 +127,8 @@ def _bound(cursor: Any, alias: str, keep: Retention, now: Any) -> tuple[str, lis
 
 def _earlier(moment: Any, seconds: float) -> Any:
     """``moment`` less ``seconds``, in the form the table stores it (a datetime, or ISO text)."""
+    from datetime import datetime, timedelta
+
     if isinstance(moment, datetime):
         return moment - timedelta(seconds=seconds)
     from entrypoint.audit.table import Dialect

@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+
+from entrypoint.light import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from typing import Any
 
 #: The audit table (see :mod:`.table`).
 TABLE = "entrypoint_migration_run"

@@ -9,12 +9,15 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from types import SimpleNamespace
-from typing import Any, NoReturn
 
 from entrypoint import config
 from entrypoint.errors import EX_SIGNAL_BASE, EX_SOFTWARE, EX_USAGE, EntrypointError, Interrupted
+from entrypoint.light import TYPE_CHECKING
 from entrypoint.log import flush, get_logger, mask
 from entrypoint.process import SignalStop
+
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
 
 #: The commands of a container's start: when one of them ends well, the process leaves without
 #: the interpreter's teardown (see :func:`console`).

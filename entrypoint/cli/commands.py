@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from entrypoint.config import Settings
 from entrypoint.errors import EX_CHECK_FAILED, ConfigError, Interrupted
+from entrypoint.light import TYPE_CHECKING
 from entrypoint.pipeline.report import Reporter, configure_logging, new_run_id
 
 if TYPE_CHECKING:

@@ -10,7 +10,11 @@ out, by one list (:data:`NOT_LIBPQ`).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+
+from entrypoint.light import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any
 
 #: Keys of Django's PostgreSQL OPTIONS (and of its psycopg connection parameters) that are
 #: Python-side settings of the driver or of Django, not libpq connection settings.

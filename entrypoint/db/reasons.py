@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from entrypoint.light import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def first_line(exc: BaseException) -> str:

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any, NamedTuple
 
 from entrypoint.db.reasons import first_line
 from entrypoint.errors import ConfigError
+from entrypoint.light import TYPE_CHECKING, NamedTuple
 from entrypoint.log import register_secret
+
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class Target(NamedTuple):

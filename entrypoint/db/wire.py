@@ -22,7 +22,11 @@ import _socket
 import os
 import struct
 from collections.abc import Mapping, Sequence
-from typing import Any
+
+from entrypoint.light import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any
 
 #: libpq parameters this client honours the way libpq does; any other is Unsupported.
 KNOWN = frozenset(

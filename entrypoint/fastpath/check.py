@@ -10,7 +10,6 @@ import json
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
 
 from entrypoint.audit.status import UNFINISHED, Status
 from entrypoint.db.params import mysql_params_of, postgres_params_of
@@ -19,7 +18,6 @@ from entrypoint.fastpath.graph import applied_nodes, inconsistency, unapplied
 from entrypoint.fastpath.manifest import from_json, load
 from entrypoint.fastpath.probes import (
     CONNECT_TIMEOUT,
-    Reader,
     Recorded,
     recorded_mysql,
     recorded_postgres,
@@ -28,9 +26,13 @@ from entrypoint.fastpath.probes import (
 from entrypoint.fastpath.records import Manifest
 from entrypoint.fastpath.stored import settings_key
 from entrypoint.fastpath.verdict import Doubt, Locked, Pending, Unreachable, Verdict
+from entrypoint.light import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from entrypoint.config import Settings
+    from entrypoint.fastpath.probes import Reader
 
 # The commands that may take the fast path; the others always take the full one.
 COMMANDS = ("run", "migrate", "sidecar", "wait-migrated")

@@ -26,13 +26,16 @@ import contextlib
 import json
 import os
 import sys
-from typing import Any, NamedTuple
 
 from entrypoint import __version__
 from entrypoint.fastpath.files import file_record, listing
 from entrypoint.fastpath.records import FileRecord, Manifest, MigrationRecord, Package
 from entrypoint.fastpath.verdict import Doubt
+from entrypoint.light import TYPE_CHECKING, NamedTuple
 from entrypoint.plan.types import Node
+
+if TYPE_CHECKING:
+    from typing import Any
 
 FORMAT = "django-entrypoint-manifest"
 

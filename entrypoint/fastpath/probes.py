@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, NamedTuple
 
 from entrypoint.fastpath.stored import LOOKUP
 from entrypoint.fastpath.verdict import Doubt, Pending, Unreachable
+from entrypoint.light import TYPE_CHECKING, NamedTuple
 from entrypoint.plan.types import Node
+
+if TYPE_CHECKING:
+    from typing import Any
 
 # libpq cannot wait less than 2 s; a database that is not up yet is the full path's business.
 CONNECT_TIMEOUT = 2
@@ -135,8 +138,9 @@ def recorded_postgres(
 
 _UNDEFINED_TABLE = "42P01"
 
-#: A read on a connection open already: rows of one query, empty when it failed.
-Reader = Callable[[str, tuple[Any, ...]], list[tuple[Any, ...]]]
+if TYPE_CHECKING:
+    #: A read on a connection open already: rows of one query, empty when it failed.
+    Reader = Callable[[str, tuple[Any, ...]], list[tuple[Any, ...]]]
 
 
 def _read_through(

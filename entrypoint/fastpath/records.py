@@ -6,8 +6,7 @@ create.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
+from entrypoint.light import NamedTuple
 from entrypoint.plan.types import Node
 
 

@@ -21,10 +21,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from entrypoint import digest
 from entrypoint.fastpath.records import Manifest
+from entrypoint.light import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any
 
 TABLE = "entrypoint_manifest"
 

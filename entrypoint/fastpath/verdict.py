@@ -4,7 +4,7 @@ verdict.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from entrypoint.light import NamedTuple
 
 
 class Doubt(Exception):

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
 
 from entrypoint.db.advisory import lock_key
 from entrypoint.errors import ConfigError
+from entrypoint.light import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from entrypoint.config import Settings
     from entrypoint.db.targets import Target
     from entrypoint.locks.base import Backend, Session

@@ -20,9 +20,12 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from typing import Any, NamedTuple, Protocol
 
 from entrypoint.errors import LockTimeout
+from entrypoint.light import TYPE_CHECKING, NamedTuple, Protocol
+
+if TYPE_CHECKING:
+    from typing import Any
 
 FIRST_RETRY = 0.05
 MAX_RETRY = 1.0

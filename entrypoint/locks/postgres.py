@@ -26,11 +26,13 @@ the server's keepalives end the session and free the lock.
 
 from __future__ import annotations
 
-from typing import Any
-
 from entrypoint.db.advisory import key_halves, lock_key
 from entrypoint.errors import DatabaseUnavailable
+from entrypoint.light import TYPE_CHECKING
 from entrypoint.locks.base import Lost, Session, readable
+
+if TYPE_CHECKING:
+    from typing import Any
 
 # Client and server keepalives: a holder whose host vanished loses its session (and so its
 # lock) within about 10 + 5 * 6 = 40 seconds instead of the kernel default of two hours.

@@ -14,10 +14,13 @@ from __future__ import annotations
 import fcntl
 import os
 import time
-from typing import Any
 
 from entrypoint.errors import ConfigError
+from entrypoint.light import TYPE_CHECKING
 from entrypoint.locks import Sessionless
+
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def lock_path(database_path: str) -> str:

@@ -7,13 +7,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
 
 from entrypoint import locks
 from entrypoint.config import Settings
 from entrypoint.db.targets import Target
 from entrypoint.errors import LockLost, LockTimeout
 from entrypoint.health.phases import RunPhase
+from entrypoint.light import TYPE_CHECKING
 from entrypoint.locks.base import Backend, Session, Waiting, acquire
 from entrypoint.pipeline.report import Reporter
 from entrypoint.process import FenceStop

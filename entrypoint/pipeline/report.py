@@ -7,11 +7,13 @@ without importing either.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Protocol
 
+from entrypoint.light import TYPE_CHECKING, Protocol
 from entrypoint.log import configure, get_logger
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from entrypoint.config import Settings
     from entrypoint.engine.events import Event
     from entrypoint.health.phases import RunPhase

@@ -20,16 +20,18 @@ import enum
 import signal
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
 
 from entrypoint import __version__
 from entrypoint.config import Settings
 from entrypoint.errors import ConfigError, EntrypointError, Interrupted
+from entrypoint.light import TYPE_CHECKING, NamedTuple
 from entrypoint.log import flush
 from entrypoint.pipeline.report import Reporter, configure_logging, new_run_id
 from entrypoint.process import SignalStop, capture_signals, exec_command, resolve_command
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from entrypoint.fastpath.verdict import Verdict
     from entrypoint.pipeline.holding import Taken
 

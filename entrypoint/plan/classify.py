@@ -55,9 +55,7 @@ from entrypoint.plan.state import (
 from entrypoint.plan.statements import Action, read
 from entrypoint.plan.types import (
     MARK_ATTRIBUTE,
-    Collector,
     DeployPhase,
-    MarkedBy,
     Node,
     OperationPhase,
     OperationSQL,
@@ -68,6 +66,8 @@ from entrypoint.plan.types import (
 if TYPE_CHECKING:
     from django.db.migrations.migration import Migration
     from django.db.migrations.state import ProjectState
+
+    from entrypoint.plan.types import Collector, MarkedBy
 
 
 @dataclass

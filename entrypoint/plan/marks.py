@@ -11,10 +11,12 @@ from entrypoint.plan.types import DeployPhase
 if TYPE_CHECKING:
     from django.db.migrations.migration import Migration
 
+    from entrypoint.plan.types import MarkedBy
+
 from collections.abc import Iterable, Mapping
 
 from entrypoint.errors import ConfigError
-from entrypoint.plan.types import MARK_ATTRIBUTE, OVERRIDES_SETTING, MarkedBy, Node, dotted
+from entrypoint.plan.types import MARK_ATTRIBUTE, OVERRIDES_SETTING, Node, dotted
 
 _SAFEMIGRATE_WORDS = {
     "before_deploy": DeployPhase.PRE_DEPLOY,

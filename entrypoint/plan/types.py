@@ -6,18 +6,21 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from entrypoint.errors import PolicyError
+from entrypoint.light import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
+    from typing import Any, Literal
+
     from entrypoint.plan.locknotes import LockNote
 
 #: A migration's node in Django's migration graph: (app label, migration name).
 Node = tuple[str, str]
 
-
-MarkedBy = Literal["settings", "entrypoint", "safemigrate", "syzygy"]
+if TYPE_CHECKING:
+    #: Where a migration's explicit mark comes from.
+    MarkedBy = Literal["settings", "entrypoint", "safemigrate", "syzygy"]
 
 
 #: The attribute of a ``Migration`` class that sets its deploy phase explicitly.
@@ -101,8 +104,9 @@ class OperationSQL(NamedTuple):
     after: Any = None
 
 
-#: Collects one operation's SQL: (operation, app label, project state just before it).
-Collector = Callable[[Any, str, Any], OperationSQL]
+if TYPE_CHECKING:
+    #: Collects one operation's SQL: (operation, app label, project state just before it).
+    Collector = Callable[[Any, str, Any], OperationSQL]
 
 
 class PlannedMigration(NamedTuple):

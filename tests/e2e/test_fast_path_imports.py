@@ -63,5 +63,11 @@ def test_the_fast_path_imports_no_django_and_stays_within_its_budget(
     installed = {dist for name in modules for dist in owners.get(name.split(".")[0], [])}
     # setuptools' editable-install hook runs at interpreter start, before the entrypoint.
     assert installed - {"setuptools"} <= ALLOWED
+    # Nor the standard library's costlier modules, that the start does without (sqlite3
+    # imports datetime itself); the test project's settings import none of them.
+    spared = {"typing", "socket", "dataclasses", "inspect", "random"}
+    if vendor == "postgresql":
+        spared.add("datetime")
+    assert not spared & set(modules), sorted(spared & set(modules))
     own = {m for m in modules if m == "entrypoint" or m.startswith("entrypoint.")}
     assert len(own) <= OWN_MODULES_BUDGET, sorted(own)
