@@ -19,10 +19,12 @@ from entrypoint.plan.types import Policy
 if TYPE_CHECKING:
     from typing import Any
 
-_DURATION = re.compile(r"^\s*(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>ms|s|m|h)?\s*$")
+# Patterns as text: ``re`` compiles (and caches) one the first time a value needs it, so a start
+# pays only for the options it was given.
+_DURATION = r"^\s*(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>ms|s|m|h)?\s*$"
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
-_ALIAS = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
-_MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_ALIAS = r"^[A-Za-z_][A-Za-z0-9_-]*$"
+_MODULE = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 #: Every word a yes/no option accepts.
@@ -36,7 +38,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 
 def parse_duration(value: str) -> float:
     """Seconds from ``60``, ``1.5``, ``90s``, ``500ms``, ``2m`` or ``1h``; ValueError otherwise."""
-    match = _DURATION.match(value)
+    match = re.match(_DURATION, value)
     if match is None:
         raise ValueError(value)
     return float(match["number"]) * _UNITS[match["unit"]]
@@ -60,14 +62,14 @@ def _optional_duration(value: str) -> float | None:
 #: ENTRYPOINT_HISTORY_KEEP's default: a fleet restarting often keeps days of starts, and every
 #: run that changed something is kept whatever the bound.
 DEFAULT_KEEP = Retention(runs=1000)
-_KEEP = re.compile(r"^\s*(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>d|h|m|s)?\s*$")
+_KEEP = r"^\s*(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>d|h|m|s)?\s*$"
 _KEEP_UNITS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
 
 
 def _keep(value: str) -> Retention:
     if value.strip().lower() in {"off", "all", "none"}:
         return Retention()
-    match = _KEEP.match(value.strip().lower())
+    match = re.match(_KEEP, value.strip().lower())
     if match is not None and match["unit"] is None and match["number"].isdigit():
         runs = int(match["number"])
         if runs >= 1:
@@ -136,7 +138,7 @@ def _text(value: str) -> str:
 
 
 def _module(value: str) -> str:
-    if not _MODULE.match(value.strip()):
+    if not re.match(_MODULE, value.strip()):
         msg = "is not a Python module path; use a dotted name such as mysite.settings"
         raise _Invalid(msg)
     return value.strip()
@@ -153,7 +155,7 @@ def _aliases(value: str) -> tuple[str, ...]:
             raise _Invalid(msg)
         return ("all",)
     for name in names:
-        if not _ALIAS.match(name):
+        if not re.match(_ALIAS, name):
             msg = f"has {name!r}, which is not a database alias; use names such as default,other"
             raise _Invalid(msg)
     return tuple(dict.fromkeys(names))

@@ -31,8 +31,9 @@ FORMATS = ("json", "console", "auto")
 LEVELS = ("debug", "info", "warning", "error")
 
 _MASK = "***"
-_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^@\s]*(?P<at>@)")
-_KEYWORD_PASSWORD = re.compile(r"(?P<head>\bpassword\s*=\s*)('[^']*'|\S+)", re.IGNORECASE)
+# Compiled (and cached) by ``re`` when a text first has a URL or the word in it.
+_CREDENTIALS_IN_URL = r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^@\s]*(?P<at>@)"
+_CREDENTIALS_KEYWORD = r"(?P<head>\bpassword\s*=\s*)('[^']*'|\S+)"
 # Fields whose whole value is a secret, whatever it looks like.
 _SECRET_KEYS = frozenset({"password", "passwd", "dsn", "secret", "conninfo"})
 
@@ -48,8 +49,11 @@ def register_secret(value: object) -> None:
 def mask(text: str) -> str:
     """Return ``text`` with every known secret and every embedded password replaced."""
     if "://" in text:
-        text = _URL_PASSWORD.sub(lambda m: f"{m['head']}{_MASK}{m['at']}", text)
-    text = _KEYWORD_PASSWORD.sub(lambda m: f"{m['head']}{_MASK}", text)
+        text = re.sub(_CREDENTIALS_IN_URL, lambda m: f"{m['head']}{_MASK}{m['at']}", text)
+    if "password" in text.lower():
+        text = re.sub(
+            _CREDENTIALS_KEYWORD, lambda m: f"{m['head']}{_MASK}", text, flags=re.IGNORECASE
+        )
     for secret in sorted(_secrets, key=len, reverse=True):
         text = text.replace(secret, _MASK)
     return text
