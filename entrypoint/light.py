@@ -45,7 +45,15 @@ else:
             if bases != (NamedTuple,):
                 msg = f"{name}: a NamedTuple class has NamedTuple as its one base"
                 raise TypeError(msg)
-            annotations = body.get("__annotations__", {})
+            annotations = body.get("__annotations__")
+            if annotations is None:
+                # Annotations the interpreter defers (Python 3.14's, without the __future__
+                # import) are not in the class body; the start's modules all import it.
+                msg = (
+                    f"{name}: a NamedTuple class needs its fields annotated in a module with "
+                    "`from __future__ import annotations`"
+                )
+                raise TypeError(msg)
             fields = list(annotations)
             defaults = []
             for field in fields:

@@ -106,6 +106,13 @@ def test_a_field_without_a_default_after_one_with_a_default_is_refused() -> None
             b: int
 
 
+def test_a_record_without_annotated_fields_is_refused() -> None:
+    with pytest.raises(TypeError, match="needs its fields annotated"):
+
+        class Wrong(light.NamedTuple):
+            pass
+
+
 def test_what_namedtuple_defines_may_not_be_replaced() -> None:
     with pytest.raises(AttributeError, match="may not define _replace"):
 
