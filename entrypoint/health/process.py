@@ -2,7 +2,7 @@
 the small child process that serves them and outlives the exec of the app server.
 
 The entrypoint becomes the app server through ``os.execvp``, so nothing in its own process can
-keep answering probes. The health server therefore runs in a child (``entrypoint._healthd``)
+keep answering probes. The health server therefore runs in a child (:mod:`entrypoint.health.server`)
 started before the database wait and fed over a pipe, one JSON object per line::
 
     phase               {phase, database}

@@ -27,15 +27,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from entrypoint.health.process import HealthProcess
-from entrypoint.health.server import (
+from entrypoint.health.server import MAX_CONNECTIONS, RESERVED_FDS, connection_bound, listen
+from entrypoint.health.serving import (
     HEAD_BUFFER_BUDGET,
-    MAX_CONNECTIONS,
-    RESERVED_FDS,
     Server,
     call_app,
-    connection_bound,
     head_is_whole,
-    listen,
     wsgi_environ,
 )
 from tests.support.hostile import HALF_HEAD, attacking, probe_every, probe_once, status_kb
