@@ -13,6 +13,7 @@ next to the figures and never asserted: a missed target is a finding, not a fail
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import importlib.util
 import json
@@ -332,33 +333,42 @@ def race(b: Bench, argv: list[str], count: int) -> tuple[float, int, int, str]:
     exits, failures, duplicated django_migrations rows, and the first failure's last line."""
     database = b.pg.create()
     env = b.example_env(database)
-    try:
-        start = time.perf_counter()
-        procs = [
-            subprocess.Popen(
-                argv,
-                env=env,
-                cwd=EXAMPLE,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                stdin=subprocess.DEVNULL,
-                text=True,
-            )
-            for _ in range(count)
-        ]
-        outputs = [proc.communicate(timeout=600)[1] for proc in procs]
-        wall = time.perf_counter() - start
-        failed = [out for proc, out in zip(procs, outputs, strict=True) if proc.returncode]
-        duplicates = b.pg.query(
-            database, "SELECT count(*) - count(DISTINCT (app, name)) FROM django_migrations"
-        )[0][0]
-        first = ""
-        if failed:
-            lines = [line for line in failed[0].splitlines() if line.strip()]
-            first = lines[-1][:160] if lines else ""
-        return wall, len(failed), int(duplicates), first
-    finally:
-        b.pg.drop(database)
+    # Each process logs to a file of its own, not a pipe: waiting on one process while another
+    # fills its pipe would stall the holder of a project with many migrations.
+    with contextlib.ExitStack() as files:
+        logs = [files.enter_context(tempfile.TemporaryFile("w+")) for _ in range(count)]
+        try:
+            start = time.perf_counter()
+            procs = [
+                subprocess.Popen(
+                    argv,
+                    env=env,
+                    cwd=EXAMPLE,
+                    stdout=subprocess.DEVNULL,
+                    stderr=log,
+                    stdin=subprocess.DEVNULL,
+                    text=True,
+                )
+                for log in logs
+            ]
+            for proc in procs:
+                proc.wait(timeout=600)
+            wall = time.perf_counter() - start
+            outputs = []
+            for log in logs:
+                log.seek(0)
+                outputs.append(log.read())
+            failed = [out for proc, out in zip(procs, outputs, strict=True) if proc.returncode]
+            duplicates = b.pg.query(
+                database, "SELECT count(*) - count(DISTINCT (app, name)) FROM django_migrations"
+            )[0][0]
+            first = ""
+            if failed:
+                lines = [line for line in failed[0].splitlines() if line.strip()]
+                first = lines[-1][:160] if lines else ""
+            return wall, len(failed), int(duplicates), first
+        finally:
+            b.pg.drop(database)
 
 
 def replicas(b: Bench, report: list[Section]) -> None:
