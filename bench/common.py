@@ -187,9 +187,15 @@ def epoch(timestamp: str) -> float:
     return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
 
 
+def children_cpu() -> float:
+    """User plus system CPU seconds of this process's waited-for children so far."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
 def timed(argv: list[str], env: dict[str, str], cwd: Path, timeout: float = 600) -> Run:
     """Run a process to its end; wall time from spawn to exit, and its CPU time."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    before = children_cpu()
     start = time.perf_counter()
     done = subprocess.run(
         argv,
@@ -203,9 +209,7 @@ def timed(argv: list[str], env: dict[str, str], cwd: Path, timeout: float = 600)
         text=True,
     )
     wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return Run(wall, done.returncode, done.stderr, cpu)
+    return Run(wall, done.returncode, done.stderr, children_cpu() - before)
 
 
 def alternate(

@@ -13,13 +13,11 @@ next to the figures and never asserted: a missed target is a finding, not a fail
 from __future__ import annotations
 
 import argparse
-import contextlib
 import http.client
 import importlib.util
 import json
 import os
 import random
-import resource
 import shutil
 import signal
 import subprocess
@@ -46,6 +44,7 @@ from bench.common import (
     admin_url,
     alternate,
     base_env,
+    children_cpu,
     epoch,
     event,
     load_average,
@@ -134,7 +133,7 @@ def to_app(env: dict[str, str], cwd: Path) -> Run:
     execs starts (its first line says when), not to the end of every process: the health child
     keeps the standard streams until it sees its parent gone. CPU is the entrypoint's and the
     app's."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    before = children_cpu()
     start = time.time()
     proc = subprocess.Popen(
         [*ENTRYPOINT, "run", "--", *APP],
@@ -146,8 +145,7 @@ def to_app(env: dict[str, str], cwd: Path) -> Run:
         text=True,
     )
     out, err = proc.communicate(timeout=600)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    cpu = children_cpu() - before
     first = out.splitlines()[0] if out.strip() else ""
     wall = float(first) - start if first else float("nan")
     return Run(wall, proc.returncode, err, cpu)
@@ -335,40 +333,25 @@ def race(b: Bench, argv: list[str], count: int) -> tuple[float, int, int, str]:
     env = b.example_env(database)
     # Each process logs to a file of its own, not a pipe: waiting on one process while another
     # fills its pipe would stall the holder of a project with many migrations.
-    with contextlib.ExitStack() as files:
-        logs = [files.enter_context(tempfile.TemporaryFile("w+")) for _ in range(count)]
-        try:
-            start = time.perf_counter()
-            procs = [
-                subprocess.Popen(
-                    argv,
-                    env=env,
-                    cwd=EXAMPLE,
-                    stdout=subprocess.DEVNULL,
-                    stderr=log,
-                    stdin=subprocess.DEVNULL,
-                    text=True,
-                )
-                for log in logs
-            ]
-            for proc in procs:
-                proc.wait(timeout=600)
-            wall = time.perf_counter() - start
-            outputs = []
-            for log in logs:
-                log.seek(0)
-                outputs.append(log.read())
-            failed = [out for proc, out in zip(procs, outputs, strict=True) if proc.returncode]
-            duplicates = b.pg.query(
-                database, "SELECT count(*) - count(DISTINCT (app, name)) FROM django_migrations"
-            )[0][0]
-            first = ""
-            if failed:
-                lines = [line for line in failed[0].splitlines() if line.strip()]
-                first = lines[-1][:160] if lines else ""
-            return wall, len(failed), int(duplicates), first
-        finally:
-            b.pg.drop(database)
+    logs = [b.tmp / f"race-{index}.log" for index in range(count)]
+    try:
+        start = time.perf_counter()
+        procs = [spawn(argv, env, EXAMPLE, log) for log in logs]
+        for proc in procs:
+            proc.wait(timeout=600)
+        wall = time.perf_counter() - start
+        outputs = [log.read_text() for log in logs]
+        failed = [out for proc, out in zip(procs, outputs, strict=True) if proc.returncode]
+        duplicates = b.pg.query(
+            database, "SELECT count(*) - count(DISTINCT (app, name)) FROM django_migrations"
+        )[0][0]
+        first = ""
+        if failed:
+            lines = [line for line in failed[0].splitlines() if line.strip()]
+            first = lines[-1][:160] if lines else ""
+        return wall, len(failed), int(duplicates), first
+    finally:
+        b.pg.drop(database)
 
 
 def replicas(b: Bench, report: list[Section]) -> None:
